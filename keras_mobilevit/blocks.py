@@ -1,0 +1,114 @@
+"""The building blocks of MobileViT, as functional Keras graphs.
+
+Each function takes a tensor and a `name` prefix equal to the module path of
+the same block in timm with `_` for `.` (`stages_2_1`), and names every layer
+with weights after the timm module that holds the same tensors
+(`stages_2_1_conv_kxk_conv` for `stages.2.1.conv_kxk.conv`). The weight
+converter relies on this: see `keras_mobilevit.convert`.
+"""
+
+from keras import layers
+
+from keras_mobilevit.layers import Fold, MultiHeadSelfAttention, Unfold
+
+# PyTorch's BatchNorm defaults, which the reference was trained with: eps 1e-5,
+# and momentum 0.1 on the new statistic (Keras counts it on the old one).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+LN_EPSILON = 1e-5
+
+
+def make_divisible(value, divisor=8, round_limit=0.9):
+    """Rounds channel counts as timm does (nearest multiple, never below 90%)."""
+    new_value = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return new_value
+
+
+def conv_bn_act(x, filters, kernel_size, name, strides=1, depthwise=False, activation="silu"):
+    """Convolution without bias, BatchNorm, optional activation (timm's ConvNormAct).
+
+    Convolutions are padded symmetrically by `kernel_size // 2` pixels, as
+    PyTorch pads them: Keras' "same" padding would pad a stride-2 convolution
+    on the bottom and right only, and shift every feature map by half a pixel.
+    """
+    padding = kernel_size // 2
+    if padding and strides > 1:
+        x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+        conv_padding = "valid"
+    else:
+        conv_padding = "same"
+    if depthwise:
+        x = layers.DepthwiseConv2D(
+            kernel_size, strides=strides, padding=conv_padding, use_bias=False, name=f"{name}_conv"
+        )(x)
+    else:
+        x = layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=conv_padding,
+            use_bias=False,
+            name=f"{name}_conv",
+        )(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    if activation:
+        x = layers.Activation(activation, name=f"{name}_act")(x)
+    return x
+
+
+def inverted_residual(x, filters, strides, expansion, name):
+    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, linear 1x1 project.
+
+    The residual connection exists only where the shape is kept, as in timm's
+    `BottleneckBlock(bottle_in=True, linear_out=True)`.
+    """
+    in_channels = x.shape[-1]
+    hidden = make_divisible(in_channels * expansion)
+    shortcut = x
+    x = conv_bn_act(x, hidden, 1, name=f"{name}_conv1_1x1")
+    x = conv_bn_act(x, hidden, 3, strides=strides, depthwise=True, name=f"{name}_conv2_kxk")
+    x = conv_bn_act(x, filters, 1, activation=None, name=f"{name}_conv3_1x1")
+    if strides == 1 and in_channels == filters:
+        x = layers.Add(name=f"{name}_add")([shortcut, x])
+    return x
+
+
+def transformer_layer(x, dim, num_heads, mlp_ratio, name):
+    """Pre-norm transformer encoder layer (timm's vision_transformer `Block`)."""
+    y = layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm1")(x)
+    y = layers.Dense(3 * dim, name=f"{name}_attn_qkv")(y)
+    y = MultiHeadSelfAttention(num_heads, name=f"{name}_attn")(y)
+    y = layers.Dense(dim, name=f"{name}_attn_proj")(y)
+    x = layers.Add(name=f"{name}_add1")([x, y])
+    y = layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm2")(x)
+    y = layers.Dense(int(dim * mlp_ratio), name=f"{name}_mlp_fc1")(y)
+    y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
+    y = layers.Dense(dim, name=f"{name}_mlp_fc2")(y)
+    return layers.Add(name=f"{name}_add2")([x, y])
+
+
+def mobilevit_block(x, transformer_dim, depth, name, patch_size=2, num_heads=4, mlp_ratio=2.0):
+    """The MobileViT block: local convolutions, global attention, fusion.
+
+    3x3 conv-BN-SiLU and a 1x1 projection to `transformer_dim` give local
+    features; `Unfold` turns them into per-pixel-position sequences of patches,
+    `depth` transformer layers and a final LayerNorm mix information across
+    patches; `Fold` restores the map, a 1x1 conv-BN-SiLU returns to the input
+    width, and a 3x3 conv-BN-SiLU fuses it with the block input (input first).
+    """
+    channels = x.shape[-1]
+    shortcut = x
+    x = conv_bn_act(x, channels, 3, name=f"{name}_conv_kxk")
+    local = layers.Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
+    x = Unfold(patch_size, name=f"{name}_unfold")(local)
+    for i in range(depth):
+        x = transformer_layer(
+            x, transformer_dim, num_heads, mlp_ratio, name=f"{name}_transformer_{i}"
+        )
+    x = layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm")(x)
+    x = Fold(patch_size, name=f"{name}_fold")([x, local])
+    x = conv_bn_act(x, channels, 1, name=f"{name}_conv_proj")
+    x = layers.Concatenate(name=f"{name}_concat")([shortcut, x])
+    return conv_bn_act(x, channels, 3, name=f"{name}_conv_fusion")

@@ -1,0 +1,183 @@
+"""The MobileViT-specific Keras layers: patch unfold/fold and the attention core.
+
+Everything that carries weights (convolutions, norms, dense projections) is a
+stock Keras layer in the functional graph, named after the module path of the
+reference implementation (timm), so that converting a checkpoint is a lookup by
+name. The layers here are weightless and hold only what Keras does not have.
+"""
+
+import warnings
+
+import keras
+from keras import ops
+
+
+def _patch_grid(height, width, patch_size):
+    """Number of patches along each axis, rounding partial patches up."""
+    return (height + patch_size - 1) // patch_size, (width + patch_size - 1) // patch_size
+
+
+def _source_indices(in_size, out_size):
+    """Neighbours and weights of bilinear resizing along one axis.
+
+    PyTorch's `align_corners=False` convention (half-pixel centres, clamped at
+    the border, no antialiasing), which the reference uses to resize feature
+    maps whose size the patch size does not divide.
+    """
+    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
+    source = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
+    source = ops.maximum(source, 0.0)
+    lower = ops.cast(ops.floor(source), "int32")
+    upper = ops.minimum(lower + 1, in_size - 1)
+    return lower, upper, source - ops.cast(lower, "float32")
+
+
+def resize_bilinear(x, height, width):
+    """Bilinear resize of a `(B, H, W, C)` map; sizes may be symbolic tensors.
+
+    Written with `keras.ops` rather than `keras.ops.image.resize`, which needs
+    sizes known when the graph is built.
+    """
+    in_height, in_width = ops.shape(x)[1], ops.shape(x)[2]
+    for axis, in_size, out_size in ((1, in_height, height), (2, in_width, width)):
+        lower, upper, weight = _source_indices(in_size, out_size)
+        weight = ops.cast(weight, x.dtype)
+        weight = ops.reshape(weight, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+        x_lower = ops.take(x, lower, axis=axis)
+        x = x_lower + (ops.take(x, upper, axis=axis) - x_lower) * weight
+    return x
+
+
+def _resize_if_needed(x, height, width):
+    """Resizes to `(height, width)`, skipping the work when sizes already match."""
+    in_height, in_width = ops.shape(x)[1], ops.shape(x)[2]
+    sizes = (in_height, in_width, height, width)
+    if all(isinstance(s, int) for s in sizes):
+        if (in_height, in_width) == (height, width):
+            return x
+        return resize_bilinear(x, height, width)
+    same = ops.logical_and(ops.equal(in_height, height), ops.equal(in_width, width))
+    return ops.cond(same, lambda: x, lambda: resize_bilinear(x, height, width))
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class Unfold(keras.layers.Layer):
+    """Splits a feature map into sequences of patches, one per pixel position.
+
+    A `(B, H, W, C)` map becomes `(B * p * p, N, C)`: for each of the `p * p`
+    pixel positions inside a patch, the sequence of that pixel across all `N`
+    patches. Attention then runs across patches, separately for each position,
+    as in the reference (a plain reshape would attend over all pixels instead).
+
+    When `H` or `W` is not a multiple of `patch_size`, the map is first resized
+    bilinearly up to the next multiple, as the reference does; `Fold` undoes it.
+    Only 4-D transposes are used, which every runtime (LiteRT included) supports.
+    """
+
+    def __init__(self, patch_size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+
+    def call(self, x):
+        p = self.patch_size
+        _, height, width, channels = ops.shape(x)
+        grid_h, grid_w = _patch_grid(height, width, p)
+        x = _resize_if_needed(x, grid_h * p, grid_w * p)
+        # (B, nh, ph, nw*pw*C) -> (B, ph, nh, nw*pw*C)
+        x = ops.reshape(x, (-1, grid_h, p, grid_w * p * channels))
+        x = ops.transpose(x, (0, 2, 1, 3))
+        # (B*ph, nh*nw, pw, C) -> (B*ph, pw, N, C)
+        x = ops.reshape(x, (-1, grid_h * grid_w, p, channels))
+        x = ops.transpose(x, (0, 2, 1, 3))
+        return ops.reshape(x, (-1, grid_h * grid_w, channels))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        p = self.patch_size
+        batch = None if batch is None else batch * p * p
+        if height is None or width is None:
+            return (batch, None, channels)
+        grid_h, grid_w = _patch_grid(height, width, p)
+        return (batch, grid_h * grid_w, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class Fold(keras.layers.Layer):
+    """Inverse of `Unfold`: patch sequences back to a `(B, H, W, C)` map.
+
+    Called on `[patches, reference]`, where `reference` is the feature map that
+    was unfolded; its height and width give the output size (needed when the
+    input size is only known at run time).
+    """
+
+    def __init__(self, patch_size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+
+    def call(self, inputs):
+        x, reference = inputs
+        p = self.patch_size
+        _, height, width, _ = ops.shape(reference)
+        channels = ops.shape(x)[-1]
+        grid_h, grid_w = _patch_grid(height, width, p)
+        # (B*ph, pw, N, C) -> (B*ph, N, pw, C)
+        x = ops.reshape(x, (-1, p, grid_h * grid_w, channels))
+        x = ops.transpose(x, (0, 2, 1, 3))
+        # (B, ph, nh, nw*pw*C) -> (B, nh, ph, nw*pw*C)
+        x = ops.reshape(x, (-1, p, grid_h, grid_w * p * channels))
+        x = ops.transpose(x, (0, 2, 1, 3))
+        x = ops.reshape(x, (-1, grid_h * p, grid_w * p, channels))
+        x = _resize_if_needed(x, height, width)
+        return x
+
+    def compute_output_shape(self, input_shapes):
+        patches_shape, reference_shape = input_shapes
+        return (*reference_shape[:3], patches_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Scaled dot-product attention over fused query/key/value projections.
+
+    Takes the output of one `Dense(3 * dim)` (the reference's `qkv` linear) of
+    shape `(B, N, 3 * dim)` and returns the heads concatenated, `(B, N, dim)`,
+    ready for the output projection. It holds no weights, so the projections
+    stay ordinary `Dense` layers that map one to one onto the checkpoint.
+    """
+
+    def __init__(self, num_heads, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+
+    def call(self, qkv):
+        dim = qkv.shape[-1] // 3
+        head_dim = dim // self.num_heads
+        sequence_length = ops.shape(qkv)[1]
+
+        def heads(t):
+            t = ops.reshape(t, (-1, sequence_length, self.num_heads, head_dim))
+            return ops.transpose(t, (0, 2, 1, 3))
+
+        query, key, value = (heads(t) for t in ops.split(qkv, 3, axis=-1))
+        query = query * ops.cast(head_dim**-0.5, query.dtype)
+        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
+        with warnings.catch_warnings():
+            # A feature map of one patch has sequences of length 1, where
+            # Keras warns that softmax is constant; that is correct here.
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+            weights = ops.softmax(scores, axis=-1)
+        x = ops.matmul(weights, value)
+        x = ops.transpose(x, (0, 2, 1, 3))
+        return ops.reshape(x, (-1, sequence_length, dim))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] // 3)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads}

@@ -1,0 +1,175 @@
+"""Finding, downloading, verifying and loading weights.
+
+Pretrained weights live on the Hugging Face Hub in timm's repositories and are
+fetched with `huggingface_hub`, so its cache, `HF_HOME`, `HF_ENDPOINT` and
+`HF_HUB_OFFLINE` work as everywhere else. They are read with `safetensors`'
+numpy API: no torch and no unpickling at run time.
+"""
+
+import hashlib
+import os
+import re
+
+import numpy as np
+
+from keras_mobilevit import convert
+
+HUB_PREFIX = "hf://"
+CHECKPOINT_FILENAME = "model.safetensors"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class WeightsUnavailableError(OSError):
+    """Pretrained weights could not be fetched (offline, Hub unreachable, or missing)."""
+
+
+def is_path(weights):
+    """Whether a `weights` string names a file rather than a weights set."""
+    return weights.endswith((".h5", ".safetensors")) or os.sep in weights or "/" in weights
+
+
+def validate(weights, hub_repos):
+    """Checks a `weights` argument without downloading anything."""
+    if weights is None or weights in hub_repos or _hub_repo_id(weights) is not None:
+        return
+    if not isinstance(weights, str) or not is_path(weights):
+        valid = ", ".join(repr(k) for k in [None, *hub_repos])
+        raise ValueError(
+            f"Unknown weights={weights!r}. Valid values: {valid}, a path to a "
+            "'.weights.h5' or '.safetensors' file, or 'hf://owner/repo'."
+        )
+    if not os.path.isfile(os.path.expanduser(weights)):
+        raise FileNotFoundError(f"No weights file at {weights!r}.")
+
+
+def _hub_repo_id(weights):
+    if not isinstance(weights, str) or not weights.startswith(HUB_PREFIX):
+        return None
+    repo_id = weights[len(HUB_PREFIX) :].strip("/")
+    if repo_id.count("/") != 1:
+        raise ValueError(
+            f"weights={weights!r} is not a Hub reference: write it as 'hf://owner/repo'."
+        )
+    return repo_id
+
+
+def resolve(weights, hub_repos):
+    """Turns a `weights` argument into a local file path (downloading if needed).
+
+    Args:
+        weights: `"imagenet"` (or another key of `hub_repos`), `"hf://owner/repo"`,
+            or a path to a `.weights.h5` or `.safetensors` file.
+        hub_repos: mapping of weights-set name to Hub repository id.
+    """
+    if weights in hub_repos:
+        return download(hub_repos[weights])
+    repo_id = _hub_repo_id(weights)
+    if repo_id is not None:
+        return download(repo_id)
+    validate(weights, hub_repos)
+    return os.path.expanduser(weights)
+
+
+def download(repo_id, filename=CHECKPOINT_FILENAME):
+    """Fetches `filename` from a Hub repository into the huggingface_hub cache."""
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    try:
+        path = huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename)
+    except errors.LocalEntryNotFoundError as e:
+        # Offline, or the Hub could not be reached, and nothing in the cache.
+        raise WeightsUnavailableError(
+            f"Could not download {filename!r} from the Hugging Face Hub repository {repo_id!r}, "
+            "and it is not in the local cache. Either connect to the Hub once (the file is then "
+            "cached under HF_HOME for offline use; unset HF_HUB_OFFLINE), point HF_ENDPOINT at a "
+            "reachable mirror, or pass the path of a local .safetensors file as `weights=`."
+        ) from e
+    except (errors.RepositoryNotFoundError, errors.RemoteEntryNotFoundError) as e:
+        raise WeightsUnavailableError(
+            f"The Hugging Face Hub has no file {filename!r} in repository {repo_id!r}. "
+            "Check the repository name, or pass a local weights file."
+        ) from e
+    except OSError as e:  # other network errors, or a download that failed its size check
+        raise WeightsUnavailableError(
+            f"Could not download {filename!r} from the Hugging Face Hub repository "
+            f"{repo_id!r}: {e} "
+            "Run again to retry; to work without the Hub, set HF_ENDPOINT to a reachable mirror "
+            "or pass the path of a local .safetensors file as `weights=`."
+        ) from e
+    verify_cached_file(path)
+    return path
+
+
+def verify_cached_file(path):
+    """Checks a Hub download against the SHA-256 the Hub advertised for it.
+
+    huggingface_hub names each cached blob after the file's ETag, which for
+    files stored with Git LFS (all checkpoints) is the SHA-256 of the content.
+    A file that does not hash to its name is removed from the cache, so the next
+    call downloads it again instead of trusting it.
+    """
+    blob = os.path.realpath(path)
+    expected = os.path.basename(blob)
+    if not _SHA256.match(expected):
+        return
+    digest = hashlib.sha256()
+    with open(blob, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != expected:
+        _evict(path, blob)
+        raise ValueError(
+            f"The downloaded weights file {path} is corrupt (SHA-256 {digest.hexdigest()}, "
+            f"expected {expected}). It has been removed from the cache; run again to download "
+            "it anew."
+        )
+
+
+def _evict(path, blob):
+    for p in {path, blob}:
+        try:
+            os.remove(p)
+        except FileNotFoundError:
+            pass
+
+
+def read_safetensors(path):
+    """Reads every tensor of a `.safetensors` file as numpy arrays."""
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error type for bad files
+        raise ValueError(
+            f"Could not read the weights file {path}: {e}. It is truncated, corrupt, or not "
+            "a safetensors file."
+        ) from e
+
+
+def load(model, path, include_top):
+    """Loads a `.safetensors` (timm layout) or Keras `.weights.h5` file into `model`.
+
+    Nothing is assigned unless every tensor matches; on error the model is left
+    as it was.
+    """
+    if path.endswith(".h5"):
+        _load_keras_weights(model, path)
+        return
+    tensors = read_safetensors(path)
+    ignore = () if include_top else ("head.",)
+    convert.assign(convert.plan_assignments(model, tensors, source=path, ignore_prefixes=ignore))
+
+
+def _load_keras_weights(model, path):
+    # Keras assigns layer by layer and can stop half way; load into a snapshot
+    # and restore it on failure.
+    snapshot = [np.array(v) for v in model.weights]
+    try:
+        model.load_weights(path)
+    except Exception as e:
+        for variable, value in zip(model.weights, snapshot, strict=True):
+            variable.assign(value)
+        raise ValueError(
+            f"Could not load the Keras weights file {path} into {model.name}: {e}"
+        ) from e
