@@ -1,0 +1,128 @@
+"""keras_mobilevit against timm, with random weights: logits and feature maps."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import (
+    TIMM_NAMES,
+    TOLERANCE,
+    random_images,
+    record,
+    run_python,
+    timm_forward,
+)
+
+import keras_mobilevit
+
+VARIANTS = list(TIMM_NAMES)
+# (batch, height, width): the training size, a common smaller one, and a
+# non-square one whose MobileViT stages (25x17, 13x9, 7x5 pixels) the patch
+# size does not divide, so the reference's bilinear resize is exercised.
+SIZES = [(2, 256, 256), (1, 224, 224), (1, 200, 136)]
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def dynamic_model(request, checkpoints):
+    """One model with `input_shape=(None, None, 3)` per variant, used at every size."""
+    variant = request.param
+    timm_model, path = checkpoints(variant)
+    model = getattr(keras_mobilevit, variant)(
+        weights=path, include_preprocessing=False, classifier_activation=None
+    )
+    return variant, timm_model, model
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: "x".join(map(str, s)))
+def test_logits_match_timm(dynamic_model, size):
+    variant, timm_model, model = dynamic_model
+    images = random_images(*size)
+    expected = timm_forward(timm_model, images)
+    actual = np.asarray(model.predict(images, verbose=0))
+    diff = np.abs(actual - expected).max()
+    record(f"{variant} logits {size} tensorflow, dynamic input shape", diff)
+    assert actual.shape == expected.shape
+    assert diff <= TOLERANCE
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_static_input_shape_and_preprocessing_match_timm(checkpoints, variant):
+    """A fixed non-divisible input size, with the built-in [0, 255] rescaling."""
+    timm_model, path = checkpoints(variant)
+    model = getattr(keras_mobilevit, variant)(
+        weights=path, input_shape=(200, 136, 3), classifier_activation=None
+    )
+    images = random_images(2, 200, 136, seed=1)
+    expected = timm_forward(timm_model, images)
+    diff = np.abs(np.asarray(model.predict(images * 255.0, verbose=0)) - expected).max()
+    record(f"{variant} logits (2, 200, 136) tensorflow, static shape, [0,255] input", diff)
+    assert diff <= TOLERANCE
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_features_match_timm_forward_features(checkpoints, variant):
+    timm_model, path = checkpoints(variant)
+    model = getattr(keras_mobilevit, variant)(
+        weights=path, include_top=False, include_preprocessing=False
+    )
+    images = random_images(1, 256, 192, seed=2)
+    expected = timm_forward(timm_model, images, features=True)
+    actual = np.asarray(model.predict(images, verbose=0))
+    # Features before pooling are large with random weights (the logits'
+    # tolerance is absolute); hold them to the same relative precision.
+    scale = max(1.0, float(np.abs(expected).max()))
+    diff = np.abs(actual - expected).max() / scale
+    record(f"{variant} forward_features (1, 256, 192) tensorflow, relative to max |x|", diff)
+    assert actual.shape == expected.shape
+    assert diff <= TOLERANCE
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_softmax_probabilities_match_timm(checkpoints, variant):
+    timm_model, path = checkpoints(variant)
+    model = getattr(keras_mobilevit, variant)(weights=path, include_preprocessing=False)
+    images = random_images(1, 256, 256, seed=3)
+    logits = timm_forward(timm_model, images)
+    expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    actual = np.asarray(model.predict(images, verbose=0))
+    assert np.abs(actual - expected).max() <= 1e-5
+    assert actual.argmax() == expected.argmax()
+
+
+OTHER_BACKEND_CHECK = """
+import json, sys
+import numpy as np
+import keras, keras_mobilevit
+assert keras.backend.backend() == {backend!r}, keras.backend.backend()
+model = keras_mobilevit.MobileViT_XXS(
+    weights={path!r}, include_preprocessing=False, classifier_activation=None,
+    input_shape=(None, None, 3))
+data = np.load({inputs!r})
+diffs = {{}}
+for key in data.files:
+    if key.startswith("images"):
+        out = keras.ops.convert_to_numpy(model(data[key], training=False))
+        diffs[key] = float(np.abs(out - data["logits" + key[6:]]).max())
+print("RESULT " + json.dumps(diffs))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_logits_match_timm_on_other_backends(checkpoints, tmp_path, backend):
+    timm_model, path = checkpoints("MobileViT_XXS")
+    arrays = {}
+    for i, size in enumerate([(2, 256, 256), (1, 200, 136)]):
+        arrays[f"images{i}"] = random_images(*size, seed=10 + i)
+        arrays[f"logits{i}"] = timm_forward(timm_model, arrays[f"images{i}"])
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, **arrays)
+    code = OTHER_BACKEND_CHECK.format(backend=backend, path=path, inputs=str(inputs))
+    result = run_python(code, env={"KERAS_BACKEND": backend})
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    diffs = json.loads(line[len("RESULT ") :])
+    for key, diff in diffs.items():
+        size = arrays[key].shape[:3]
+        record(f"MobileViT_XXS logits {size} {backend}", diff)
+        assert diff <= TOLERANCE, (key, diff)
