@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 
-import numpy as np
+import keras
 
 from keras_mobilevit import convert
 
@@ -164,12 +164,15 @@ def load(model, path, include_top):
 def _load_keras_weights(model, path):
     # Keras assigns layer by layer and can stop half way; load into a snapshot
     # and restore it on failure.
-    snapshot = [np.array(v) for v in model.weights]
+    snapshot = [keras.ops.convert_to_numpy(v.value) for v in model.weights]
     try:
         model.load_weights(path)
     except Exception as e:
         for variable, value in zip(model.weights, snapshot, strict=True):
             variable.assign(value)
+        # Keras' message ends with the variable's values: keep what precedes them.
+        reason = str(e).split("Target variable:")[0].strip()
         raise ValueError(
-            f"Could not load the Keras weights file {path} into {model.name}: {e}"
+            f"Could not load the Keras weights file {path} into {model.name}; the file is for "
+            f"another variant or configuration (include_top, classes). {reason}"
         ) from e

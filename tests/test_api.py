@@ -1,0 +1,145 @@
+"""The public API as a Keras applications user relies on it."""
+
+import keras
+import numpy as np
+import pytest
+import torch
+from conftest import TIMM_NAMES
+
+import keras_mobilevit
+from keras_mobilevit.layers import Fold, Unfold, resize_bilinear
+
+TIMM_PARAMS = {"MobileViT_XXS": 1_272_024, "MobileViT_XS": 2_317_848, "MobileViT_S": 5_578_632}
+HEAD_CHANNELS = {"MobileViT_XXS": 320, "MobileViT_XS": 384, "MobileViT_S": 640}
+
+
+def trainable_params(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize("variant", list(TIMM_NAMES))
+def test_parameter_count_equals_timm(variant):
+    import timm
+
+    reference = timm.create_model(TIMM_NAMES[variant])
+    model = getattr(keras_mobilevit, variant)(weights=None)
+    assert trainable_params(model) == TIMM_PARAMS[variant]
+    assert TIMM_PARAMS[variant] == sum(p.numel() for p in reference.parameters())
+    assert model.name == variant
+
+
+@pytest.mark.parametrize("size", [(32, 32), (256, 256), (97, 141), (320, 64)])
+def test_one_dynamic_model_takes_any_size(size):
+    model = keras_mobilevit.MobileViT_XXS(weights=None)
+    out = model.predict(np.random.rand(2, *size, 3).astype("float32") * 255, verbose=0)
+    assert out.shape == (2, 1000)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", list(TIMM_NAMES))
+@pytest.mark.parametrize("pooling", [None, "avg", "max"])
+def test_include_top_false_and_pooling(variant, pooling):
+    model = getattr(keras_mobilevit, variant)(
+        weights=None, include_top=False, pooling=pooling, input_shape=(256, 192, 3)
+    )
+    channels = HEAD_CHANNELS[variant]
+    expected = (None, 8, 6, channels) if pooling is None else (None, channels)
+    assert model.output_shape == expected
+
+
+def test_custom_classes_and_logits():
+    model = keras_mobilevit.MobileViT_XXS(weights=None, classes=7, classifier_activation=None)
+    out = model.predict(np.zeros((1, 64, 64, 3), "float32"), verbose=0)
+    assert out.shape == (1, 7)
+    assert model.layers[-1].name == "head_fc"
+
+
+def test_input_tensor_is_used_as_the_model_input():
+    inputs = keras.Input((128, 96, 3))
+    model = keras_mobilevit.MobileViT_XXS(weights=None, input_tensor=inputs, include_top=False)
+    assert model.inputs[0] is inputs
+    assert model.output_shape == (None, 4, 3, 320)
+
+
+def test_include_preprocessing_rescales_inside_the_model():
+    with_rescaling = keras_mobilevit.MobileViT_XXS(weights=None, classifier_activation=None)
+    without = keras_mobilevit.MobileViT_XXS(
+        weights=None, include_preprocessing=False, classifier_activation=None
+    )
+    without.set_weights(with_rescaling.get_weights())
+    images = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        with_rescaling.predict(images * 255, verbose=0),
+        without.predict(images, verbose=0),
+        atol=1e-5,
+    )
+
+
+def test_preprocess_input_is_a_pass_through():
+    x = np.arange(12, dtype="float32").reshape(1, 2, 2, 3)
+    assert keras_mobilevit.preprocess_input(x) is x
+
+
+def test_decode_predictions_uses_the_shipped_class_index():
+    preds = np.zeros((2, 1000), "float32")
+    preds[0, 0], preds[0, 1], preds[1, 999] = 0.7, 0.2, 0.9
+    decoded = keras_mobilevit.decode_predictions(preds, top=2)
+    assert decoded[0] == [
+        ("n01440764", "tench", pytest.approx(0.7)),
+        ("n01443537", "goldfish", pytest.approx(0.2)),
+    ]
+    assert decoded[1][0][:2] == ("n15075141", "toilet_tissue")
+    assert len(keras_mobilevit.decode_predictions(preds)[0]) == 5
+
+
+@pytest.mark.parametrize("shape", [(1000,), (2, 10), (1, 2, 1000)])
+def test_decode_predictions_rejects_other_shapes(shape):
+    with pytest.raises(ValueError, match="shape"):
+        keras_mobilevit.decode_predictions(np.zeros(shape))
+
+
+def test_fine_tuning_reduces_the_loss():
+    """A few training steps on a tiny two-class problem: the model learns."""
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 64, 64, 3), dtype=np.float32) * 60
+    labels = np.arange(16) % 2
+    images[labels == 1] += 150  # bright vs dark images
+    model = keras_mobilevit.MobileViT_XXS(weights=None, classes=2)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    history = model.fit(images, labels, batch_size=8, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("size", [(8, 8), (4, 10), (6, 2)])
+def test_unfold_groups_each_pixel_position_across_patches(size):
+    height, width = size
+    x = np.random.default_rng(0).random((2, height, width, 5), dtype=np.float32)
+    patches = np.asarray(Unfold(2)(x))
+    grid_h, grid_w = height // 2, width // 2
+    assert patches.shape == (2 * 4, grid_h * grid_w, 5)
+    # Sequence of pixel position (ph, pw) of image b: that pixel of every patch,
+    # patches in row-major order, as the reference lays them out.
+    for b in range(2):
+        for ph in range(2):
+            for pw in range(2):
+                expected = x[b, ph::2, pw::2].reshape(grid_h * grid_w, 5)
+                np.testing.assert_array_equal(patches[b * 4 + ph * 2 + pw], expected)
+    np.testing.assert_array_equal(np.asarray(Fold(2)([patches, x])), x)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [((5, 7), (6, 8)), ((6, 8), (5, 7)), ((1, 3), (2, 4)), ((9, 4), (9, 4))]
+)
+def test_bilinear_resize_matches_pytorch(source, target):
+    x = np.random.default_rng(0).random((2, *source, 3), dtype=np.float32)
+    expected = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(x).permute(0, 3, 1, 2),
+            size=target,
+            mode="bilinear",
+            align_corners=False,
+        )
+        .permute(0, 2, 3, 1)
+        .numpy()
+    )
+    np.testing.assert_allclose(np.asarray(resize_bilinear(x, *target)), expected, atol=1e-6)
