@@ -85,20 +85,36 @@ def download(repo_id, filename=CHECKPOINT_FILENAME):
             "cached under HF_HOME for offline use; unset HF_HUB_OFFLINE), point HF_ENDPOINT at a "
             "reachable mirror, or pass the path of a local .safetensors file as `weights=`."
         ) from e
+    except errors.GatedRepoError as e:
+        raise WeightsUnavailableError(
+            f"The Hugging Face Hub repository {repo_id!r} is gated or private: accept its terms "
+            "on the Hub and log in (`hf auth login` or the HF_TOKEN variable)."
+        ) from e
     except (errors.RepositoryNotFoundError, errors.RemoteEntryNotFoundError) as e:
         raise WeightsUnavailableError(
             f"The Hugging Face Hub has no file {filename!r} in repository {repo_id!r}. "
             "Check the repository name, or pass a local weights file."
         ) from e
-    except OSError as e:  # other network errors, or a download that failed its size check
+    except Exception as e:
+        # Other network failures, or a download that failed its size check.
+        # huggingface_hub lets its HTTP client's transport errors (connection
+        # refused, timeouts), which are not OSErrors, escape from the download.
+        if not (isinstance(e, OSError) or _is_http_client_error(e)):
+            raise
         raise WeightsUnavailableError(
             f"Could not download {filename!r} from the Hugging Face Hub repository "
-            f"{repo_id!r}: {e} "
-            "Run again to retry; to work without the Hub, set HF_ENDPOINT to a reachable mirror "
-            "or pass the path of a local .safetensors file as `weights=`."
+            f"{repo_id!r}: {e} Run again to retry; to work without the Hub, set HF_ENDPOINT "
+            "to a reachable mirror or pass the path of a local .safetensors file as `weights=`."
         ) from e
     verify_cached_file(path)
     return path
+
+
+_HTTP_CLIENT_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
+
+
+def _is_http_client_error(error):
+    return any(c.__module__.split(".")[0] in _HTTP_CLIENT_MODULES for c in type(error).__mro__)
 
 
 def verify_cached_file(path):

@@ -359,11 +359,6 @@ class _HubWithDeadCdn(FakeHub):
         return f"{self.dead_cdn}/cdn/{repo_id}/{filename}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weights.download() only wraps OSError; huggingface_hub lets httpx2 transport "
-    "errors from the file GET (not OSErrors) escape as a bare httpx2.ConnectError",
-)
 def test_unreachable_cdn(hf_home: Path, data: bytes) -> None:
     with _HubWithDeadCdn() as hub:
         hub.add_file(IMAGENET_REPO, FILENAME, data)
