@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import random_images, randomized_timm_model, timm_forward
 from hf_server import FAKE_COMMIT, FakeHub
 
 FILENAME = "model.safetensors"
@@ -72,30 +73,14 @@ print("RESULT " + json.dumps(result))
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A random timm mobilevit_xxs: its safetensors bytes and its logits on a fixed input."""
-    torch = pytest.importorskip("torch")
-    timm = pytest.importorskip("timm")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from safetensors.torch import save
 
-    torch.manual_seed(0)
-    model = timm.create_model("mobilevit_xxs", pretrained=False).eval()
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                shape = module.running_mean.shape
-                module.running_mean.copy_(torch.rand(shape, generator=generator) - 0.5)
-                module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-
-    state_dict = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    data = safetensors_torch.save(state_dict)
-
-    x = np.random.default_rng(2).uniform(0.0, 1.0, INPUT_SHAPE).astype(np.float32)
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-
+    model = randomized_timm_model("mobilevit_xxs")
+    data = save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+    x = random_images(*INPUT_SHAPE[:3], seed=2)
     folder = tmp_path_factory.mktemp("reference")
     np.save(folder / "input.npy", x)
-    np.save(folder / "expected.npy", logits)
+    np.save(folder / "expected.npy", timm_forward(model, x))
     return {
         "data": data,
         "input": str(folder / "input.npy"),
