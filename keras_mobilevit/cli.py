@@ -78,8 +78,6 @@ def predict(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up chatter would bury the answer.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         if args.command == "predict":
             predict(args)

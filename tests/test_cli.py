@@ -1,0 +1,103 @@
+"""The `keras-mobilevit` command, run as a user runs it."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from conftest import randomized_timm_model, save_checkpoint
+from hf_server import FakeHub
+
+CAT = str(pathlib.Path(__file__).parents[1] / "examples" / "cat.jpg")
+
+
+def keras_mobilevit_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_mobilevit.cli", *args],
+        env={**os.environ, "KERAS_BACKEND": "tensorflow", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def xxs_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "xxs.safetensors"
+    return save_checkpoint(randomized_timm_model("mobilevit_xxs"), path)
+
+
+def parse_predictions(stdout):
+    """`{image: [(name, probability), ...]}` from the printed ranking."""
+    result, current = {}, None
+    for line in stdout.splitlines():
+        if not line.startswith(" "):
+            current = line.strip()
+            result[current] = []
+        else:
+            rank, name, probability, class_id = line.split()
+            result[current].append((name, float(probability.rstrip("%")) / 100))
+    return result
+
+
+@pytest.mark.slow
+def test_predict_prints_the_top_classes_of_each_image(xxs_checkpoint, tmp_path):
+    second = tmp_path / "second.png"
+    from PIL import Image
+
+    Image.open(CAT).rotate(90, expand=True).save(second)
+    result = keras_mobilevit_cli(
+        "predict",
+        CAT,
+        str(second),
+        "--model",
+        "mobilevit_xxs",
+        "--weights",
+        xxs_checkpoint,
+        "--top",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    predictions = parse_predictions(result.stdout)
+    assert list(predictions) == [CAT, str(second)]
+    for ranking in predictions.values():
+        assert len(ranking) == 3
+        probabilities = [p for _, p in ranking]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert 0 < sum(probabilities) <= 1.0001
+
+
+@pytest.mark.slow
+def test_predict_downloads_imagenet_weights_with_a_progress_line(xxs_checkpoint, tmp_path):
+    with FakeHub() as hub:
+        data = pathlib.Path(xxs_checkpoint).read_bytes()
+        hub.add_file("timm/mobilevit_xxs.cvnets_in1k", "model.safetensors", data)
+        env = hub.env(tmp_path / "hf_home")
+        env.pop("HF_HUB_DISABLE_PROGRESS_BARS")
+        env["TQDM_POSITION"] = "-1"  # show the bar although stderr is not a terminal
+        result = keras_mobilevit_cli("predict", CAT, "--model", "MobileViT_XXS", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Fetching MobileViT_XXS weights from the Hugging Face Hub" in result.stderr
+    assert "model.safetensors" in result.stderr  # huggingface_hub's progress bar
+    assert len(parse_predictions(result.stdout)[CAT]) == 5
+
+
+def test_unknown_model_is_refused_with_the_choices():
+    result = keras_mobilevit_cli("predict", CAT, "--model", "MobileViT_XL")
+    assert result.returncode == 2
+    assert "MobileViT_XXS, MobileViT_XS, MobileViT_S" in result.stderr
+
+
+def test_missing_image_is_a_clear_error():
+    result = keras_mobilevit_cli("predict", "no-such-image.jpg")
+    assert result.returncode == 1
+    assert "No image file at 'no-such-image.jpg'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_weights_file_is_a_clear_error():
+    result = keras_mobilevit_cli("predict", CAT, "--weights", "nowhere.safetensors")
+    assert result.returncode == 1
+    assert "No weights file" in result.stderr
+    assert "Traceback" not in result.stderr
