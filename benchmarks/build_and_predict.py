@@ -30,10 +30,10 @@ args = json.loads(sys.argv[1])
 import numpy as np
 library, batch, size, repeats = args["library"], args["batch"], args["size"], args["repeats"]
 images = np.random.default_rng(0).random((batch, size, size, 3), dtype=np.float32)
-start = time.perf_counter()
 if library == "timm":
     import timm, torch
     torch.set_num_threads(args["threads"])
+    start = time.perf_counter()
     model = timm.create_model("mobilevit_s").eval()
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     def run():
@@ -43,9 +43,11 @@ else:
     import keras
     if library == "kimm":
         import kimm
+        start = time.perf_counter()
         model = kimm.models.MobileViTS(weights=None, input_shape=(size, size, 3))
     else:
         import keras_mobilevit
+        start = time.perf_counter()
         model = keras_mobilevit.MobileViT_S(weights=None, input_shape=(size, size, 3))
     def run():
         return model.predict_on_batch(images)
@@ -110,7 +112,7 @@ def main():
             for key in ("build", "seconds"):
                 results[peer][key].append(result[key])
     reference = None
-    print("\n| peer | build (s) | images/s | speed vs the first row |")
+    print("\n| peer | build, after import (s) | images/s | speed vs the first row |")
     print("|---|---|---|---|")
     for peer in args.peers:
         if peer in skipped:
