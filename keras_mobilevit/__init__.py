@@ -1,8 +1,24 @@
 """MobileViT for Keras 3: exact to the reference, with pretrained weights from the Hub."""
 
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
-from keras_mobilevit.layers import Fold, MultiHeadSelfAttention, Unfold
+from keras_mobilevit.layers import (
+    Fold,
+    GroupNorm1,
+    MultiHeadSelfAttention,
+    ResizeToPatchGrid,
+    SeparableSelfAttention,
+    Unfold,
+)
 from keras_mobilevit.mobilevit import MobileViT_S, MobileViT_XS, MobileViT_XXS
+from keras_mobilevit.mobilevitv2 import (
+    MobileViTV2_050,
+    MobileViTV2_075,
+    MobileViTV2_100,
+    MobileViTV2_125,
+    MobileViTV2_150,
+    MobileViTV2_175,
+    MobileViTV2_200,
+)
 
 __version__ = "0.1.0"
 
@@ -10,9 +26,19 @@ __all__ = [
     "MobileViT_XXS",
     "MobileViT_XS",
     "MobileViT_S",
+    "MobileViTV2_050",
+    "MobileViTV2_075",
+    "MobileViTV2_100",
+    "MobileViTV2_125",
+    "MobileViTV2_150",
+    "MobileViTV2_175",
+    "MobileViTV2_200",
     "preprocess_input",
     "decode_predictions",
     "Unfold",
     "Fold",
     "MultiHeadSelfAttention",
+    "ResizeToPatchGrid",
+    "GroupNorm1",
+    "SeparableSelfAttention",
 ]

@@ -1,4 +1,4 @@
-"""The building blocks of MobileViT, as functional Keras graphs.
+"""The building blocks of MobileViT and MobileViTV2, as functional Keras graphs.
 
 Each function takes a tensor and a `name` prefix equal to the module path of
 the same block in timm with `_` for `.` (`stages_2_1`), and names every layer
@@ -9,7 +9,14 @@ converter relies on this: see `keras_mobilevit.convert`.
 
 from keras import layers
 
-from keras_mobilevit.layers import Fold, MultiHeadSelfAttention, Unfold
+from keras_mobilevit.layers import (
+    Fold,
+    GroupNorm1,
+    MultiHeadSelfAttention,
+    ResizeToPatchGrid,
+    SeparableSelfAttention,
+    Unfold,
+)
 
 # PyTorch's BatchNorm defaults, which the reference was trained with: eps 1e-5,
 # and momentum 0.1 on the new statistic (Keras counts it on the old one).
@@ -112,3 +119,43 @@ def mobilevit_block(x, transformer_dim, depth, name, patch_size=2, num_heads=4, 
     x = conv_bn_act(x, channels, 1, name=f"{name}_conv_proj")
     x = layers.Concatenate(name=f"{name}_concat")([shortcut, x])
     return conv_bn_act(x, channels, 3, name=f"{name}_conv_fusion")
+
+
+def linear_transformer_layer(x, dim, mlp_ratio, name):
+    """MobileViTV2's pre-norm layer on `(B, P, N, C)` patches (timm's `LinearTransformerBlock`).
+
+    The projections are 1x1 convolutions over the patch grid, as in the
+    reference, so checkpoints load without reshaping.
+    """
+    y = GroupNorm1(name=f"{name}_norm1")(x)
+    y = layers.Conv2D(1 + 2 * dim, 1, name=f"{name}_attn_qkv_proj")(y)
+    y = SeparableSelfAttention(name=f"{name}_attn")(y)
+    y = layers.Conv2D(dim, 1, name=f"{name}_attn_out_proj")(y)
+    x = layers.Add(name=f"{name}_add1")([x, y])
+    y = GroupNorm1(name=f"{name}_norm2")(x)
+    y = layers.Conv2D(int(dim * mlp_ratio), 1, name=f"{name}_mlp_fc1")(y)
+    y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
+    y = layers.Conv2D(dim, 1, name=f"{name}_mlp_fc2")(y)
+    return layers.Add(name=f"{name}_add2")([x, y])
+
+
+def mobilevitv2_block(x, transformer_dim, depth, name, patch_size=2, mlp_ratio=2.0):
+    """The MobileViTV2 block: separable self-attention, no fusion with the input.
+
+    The input is first resized up to a multiple of the patch size (aligned
+    corners, as the reference) and stays that size. A depthwise 3x3
+    conv-BN-SiLU and a 1x1 projection give local features; `Unfold` keeps
+    them as `(B, P, N, C)`; `depth` linear transformer layers and a final
+    GroupNorm mix them across patches; `Fold` restores the map and a 1x1
+    conv-BN (no activation) returns to the input width.
+    """
+    channels = x.shape[-1]
+    x = ResizeToPatchGrid(patch_size, name=f"{name}_resize")(x)
+    x = conv_bn_act(x, channels, 3, depthwise=True, name=f"{name}_conv_kxk")
+    local = layers.Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
+    x = Unfold(patch_size, merge_positions=False, name=f"{name}_unfold")(local)
+    for i in range(depth):
+        x = linear_transformer_layer(x, transformer_dim, mlp_ratio, name=f"{name}_transformer_{i}")
+    x = GroupNorm1(name=f"{name}_norm")(x)
+    x = Fold(patch_size, name=f"{name}_fold")([x, local])
+    return conv_bn_act(x, channels, 1, activation=None, name=f"{name}_conv_proj")

@@ -4,14 +4,18 @@ import argparse
 import os
 import sys
 
-MODELS = ("MobileViT_XXS", "MobileViT_XS", "MobileViT_S")
+
+def _models():
+    from keras_mobilevit.model import REGISTRY
+
+    return tuple(REGISTRY)
 
 
 def _model_name(value):
-    for name in MODELS:
+    for name in _models():
         if value.lower() == name.lower():
             return name
-    raise argparse.ArgumentTypeError(f"unknown model {value!r}; choose from {', '.join(MODELS)}")
+    raise argparse.ArgumentTypeError(f"unknown model {value!r}; choose from {', '.join(_models())}")
 
 
 def _positive_int(value):
@@ -34,12 +38,13 @@ def build_parser():
     )
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG...)")
     predict.add_argument(
-        "--model", type=_model_name, default="MobileViT_XS", help="one of " + ", ".join(MODELS)
+        "--model", type=_model_name, default="MobileViT_XS", help="one of " + ", ".join(_models())
     )
     predict.add_argument(
         "--weights",
         default="imagenet",
-        help="'imagenet', 'hf://owner/repo', or a .safetensors / .weights.h5 file",
+        help="'imagenet', 'imagenet22k' (MobileViTV2 1.5 to 2.0), 'hf://owner/repo', or a "
+        ".safetensors / .weights.h5 file",
     )
     predict.add_argument("--top", type=_positive_int, default=5, help="classes to print per image")
     return parser
@@ -50,24 +55,27 @@ def predict(args):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No image file at {path!r}.")
 
-    import keras
     import numpy as np
 
     import keras_mobilevit
-    from keras_mobilevit import imagenet, mobilevit, weights
+    from keras_mobilevit import imagenet, weights
+    from keras_mobilevit.model import REGISTRY, hub_repos_for
 
-    builder = getattr(keras_mobilevit, args.model)
-    if args.weights in mobilevit.CONFIGS[args.model].hub_repos:
-        repo = mobilevit.CONFIGS[args.model].hub_repos[args.weights]
+    config = REGISTRY[args.model]
+    hub_repos = hub_repos_for(config, input_shape=(None, None, 3))
+    if args.weights in hub_repos:
+        repo = hub_repos[args.weights]
         print(
             f"Fetching {args.model} weights from the Hugging Face Hub ({repo})...", file=sys.stderr
         )
     elif args.weights.startswith(weights.HUB_PREFIX):
         print(f"Fetching weights from the Hugging Face Hub ({args.weights})...", file=sys.stderr)
-    model = builder(weights=args.weights)
+    model = getattr(keras_mobilevit, args.model)(weights=args.weights)
 
-    batch = np.stack([imagenet.load_image(path) for path in args.images])
-    probabilities = keras.ops.convert_to_numpy(model.predict(batch, verbose=0))
+    batch = np.stack(
+        [imagenet.load_image(path, crop_pct=config.eval_crop_pct) for path in args.images]
+    )
+    probabilities = np.asarray(model.predict(batch, verbose=0))
     for path, top in zip(
         args.images, imagenet.decode_predictions(probabilities, top=args.top), strict=True
     ):

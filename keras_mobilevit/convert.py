@@ -15,6 +15,8 @@ before the first variable is assigned.
 import numpy as np
 from keras import layers
 
+from keras_mobilevit.layers import GroupNorm1
+
 # Keras variable attribute -> (tensor suffix, axes permutation torch -> Keras).
 _CONV = {"kernel": ("weight", (2, 3, 1, 0)), "bias": ("bias", None)}
 _DEPTHWISE = {"kernel": ("weight", (2, 3, 0, 1))}
@@ -32,6 +34,7 @@ _LAYOUTS = (
     (layers.Dense, _DENSE),
     (layers.BatchNormalization, _BATCHNORM),
     (layers.LayerNormalization, _NORM),
+    (GroupNorm1, _NORM),
 )
 # Bookkeeping buffers with no Keras counterpart.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)

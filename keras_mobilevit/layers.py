@@ -17,22 +17,28 @@ def _patch_grid(height, width, patch_size):
     return (height + patch_size - 1) // patch_size, (width + patch_size - 1) // patch_size
 
 
-def _source_indices(in_size, out_size):
+def _source_indices(in_size, out_size, align_corners):
     """Neighbours and weights of bilinear resizing along one axis.
 
-    PyTorch's `align_corners=False` convention (half-pixel centres, clamped at
-    the border, no antialiasing), which the reference uses to resize feature
-    maps whose size the patch size does not divide.
+    PyTorch's conventions, no antialiasing: with `align_corners=False`,
+    half-pixel centres clamped at the border (how MobileViT resizes feature
+    maps around its attention); with `True`, corner pixels map onto corner
+    pixels (how MobileViTV2 resizes its block inputs).
     """
-    scale = ops.cast(in_size, "float32") / ops.cast(out_size, "float32")
-    source = (ops.cast(ops.arange(out_size), "float32") + 0.5) * scale - 0.5
-    source = ops.maximum(source, 0.0)
+    in_float = ops.cast(in_size, "float32")
+    out_float = ops.cast(out_size, "float32")
+    positions = ops.cast(ops.arange(out_size), "float32")
+    if align_corners:
+        scale = ops.where(out_float > 1, (in_float - 1) / ops.maximum(out_float - 1, 1), 0.0)
+        source = positions * scale
+    else:
+        source = ops.maximum((positions + 0.5) * (in_float / out_float) - 0.5, 0.0)
     lower = ops.cast(ops.floor(source), "int32")
     upper = ops.minimum(lower + 1, in_size - 1)
     return lower, upper, source - ops.cast(lower, "float32")
 
 
-def resize_bilinear(x, height, width):
+def resize_bilinear(x, height, width, align_corners=False):
     """Bilinear resize of a `(B, H, W, C)` map; sizes may be symbolic tensors.
 
     Written with `keras.ops` rather than `keras.ops.image.resize`, which needs
@@ -40,7 +46,7 @@ def resize_bilinear(x, height, width):
     """
     in_height, in_width = ops.shape(x)[1], ops.shape(x)[2]
     for axis, in_size, out_size in ((1, in_height, height), (2, in_width, width)):
-        lower, upper, weight = _source_indices(in_size, out_size)
+        lower, upper, weight = _source_indices(in_size, out_size, align_corners)
         weight = ops.cast(weight, x.dtype)
         weight = ops.reshape(weight, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
         x_lower = ops.take(x, lower, axis=axis)
@@ -48,16 +54,16 @@ def resize_bilinear(x, height, width):
     return x
 
 
-def _resize_if_needed(x, height, width):
+def _resize_if_needed(x, height, width, align_corners=False):
     """Resizes to `(height, width)`, skipping the work when sizes already match."""
     in_height, in_width = ops.shape(x)[1], ops.shape(x)[2]
     sizes = (in_height, in_width, height, width)
     if all(isinstance(s, int) for s in sizes):
         if (in_height, in_width) == (height, width):
             return x
-        return resize_bilinear(x, height, width)
+        return resize_bilinear(x, height, width, align_corners)
     same = ops.logical_and(ops.equal(in_height, height), ops.equal(in_width, width))
-    return ops.cond(same, lambda: x, lambda: resize_bilinear(x, height, width))
+    return ops.cond(same, lambda: x, lambda: resize_bilinear(x, height, width, align_corners))
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
@@ -68,15 +74,18 @@ class Unfold(keras.layers.Layer):
     pixel positions inside a patch, the sequence of that pixel across all `N`
     patches. Attention then runs across patches, separately for each position,
     as in the reference (a plain reshape would attend over all pixels instead).
+    With `merge_positions=False` the positions keep an axis of their own,
+    `(B, p * p, N, C)`, for MobileViTV2, whose norms span a whole sample.
 
     When `H` or `W` is not a multiple of `patch_size`, the map is first resized
     bilinearly up to the next multiple, as the reference does; `Fold` undoes it.
     Only 4-D transposes are used, which every runtime (LiteRT included) supports.
     """
 
-    def __init__(self, patch_size=2, **kwargs):
+    def __init__(self, patch_size=2, merge_positions=True, **kwargs):
         super().__init__(**kwargs)
         self.patch_size = int(patch_size)
+        self.merge_positions = bool(merge_positions)
 
     def call(self, x):
         p = self.patch_size
@@ -89,19 +98,28 @@ class Unfold(keras.layers.Layer):
         # (B*ph, nh*nw, pw, C) -> (B*ph, pw, N, C)
         x = ops.reshape(x, (-1, grid_h * grid_w, p, channels))
         x = ops.transpose(x, (0, 2, 1, 3))
-        return ops.reshape(x, (-1, grid_h * grid_w, channels))
+        if self.merge_positions:
+            return ops.reshape(x, (-1, grid_h * grid_w, channels))
+        return ops.reshape(x, (-1, p * p, grid_h * grid_w, channels))
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
         p = self.patch_size
+        num_patches = None
+        if height is not None and width is not None:
+            grid_h, grid_w = _patch_grid(height, width, p)
+            num_patches = grid_h * grid_w
+        if not self.merge_positions:
+            return (batch, p * p, num_patches, channels)
         batch = None if batch is None else batch * p * p
-        if height is None or width is None:
-            return (batch, None, channels)
-        grid_h, grid_w = _patch_grid(height, width, p)
-        return (batch, grid_h * grid_w, channels)
+        return (batch, num_patches, channels)
 
     def get_config(self):
-        return {**super().get_config(), "patch_size": self.patch_size}
+        return {
+            **super().get_config(),
+            "patch_size": self.patch_size,
+            "merge_positions": self.merge_positions,
+        }
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
@@ -110,7 +128,7 @@ class Fold(keras.layers.Layer):
 
     Called on `[patches, reference]`, where `reference` is the feature map that
     was unfolded; its height and width give the output size (needed when the
-    input size is only known at run time).
+    input size is only known at run time). Takes either layout of `Unfold`.
     """
 
     def __init__(self, patch_size=2, **kwargs):
@@ -181,3 +199,96 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads}
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class ResizeToPatchGrid(keras.layers.Layer):
+    """Resizes a feature map up to the next multiple of the patch size.
+
+    MobileViTV2 does this at the input of each of its blocks, bilinearly with
+    aligned corners as in the reference, and keeps the larger size after the
+    block (MobileViT v1 instead resizes back; see `Unfold`). Sizes that the
+    patch size divides pass through untouched.
+    """
+
+    def __init__(self, patch_size=2, **kwargs):
+        super().__init__(**kwargs)
+        self.patch_size = int(patch_size)
+
+    def call(self, x):
+        p = self.patch_size
+        _, height, width, _ = ops.shape(x)
+        grid_h, grid_w = _patch_grid(height, width, p)
+        return _resize_if_needed(x, grid_h * p, grid_w * p, align_corners=True)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        p = self.patch_size
+        height = None if height is None else -(-height // p) * p
+        width = None if width is None else -(-width // p) * p
+        return (batch, height, width, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_size": self.patch_size}
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class GroupNorm1(keras.layers.Layer):
+    """Group normalisation with a single group (timm's `GroupNorm1`).
+
+    Normalises each sample over all its axes at once (for MobileViTV2's
+    `(B, P, N, C)` patches: every pixel position, patch and channel), then
+    scales and shifts per channel. Written with means and a reciprocal square
+    root rather than `keras.layers.GroupNormalization`, whose 5-D reshape
+    lowers to ops LiteRT does not have built in.
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+
+    def call(self, x):
+        axes = tuple(range(1, len(x.shape)))
+        # Statistics in float32 even under mixed precision.
+        x32 = ops.cast(x, "float32")
+        mean = ops.mean(x32, axis=axes, keepdims=True)
+        variance = ops.mean(ops.square(x32 - mean), axis=axes, keepdims=True)
+        normalized = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
+        gamma = ops.cast(self.gamma, "float32")
+        beta = ops.cast(self.beta, "float32")
+        return ops.cast(normalized * gamma + beta, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class SeparableSelfAttention(keras.layers.Layer):
+    """MobileViTV2's separable (linear-cost) self-attention, weights excluded.
+
+    Takes the output of the `qkv_proj` 1x1 convolution on `(B, P, N, C)`
+    patches, `(B, P, N, 1 + 2 * dim)`: one context score per patch, keys and
+    values. Scores are softmaxed over the `N` patches, the keys summed with
+    those weights into one context vector per pixel position, and the ReLU'd
+    values scaled by it: `(B, P, N, dim)`, cost linear in `N`.
+    """
+
+    def call(self, qkv):
+        dim = (qkv.shape[-1] - 1) // 2
+        query, key, value = ops.split(qkv, [1, 1 + dim], axis=-1)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+            scores = ops.softmax(query, axis=2)
+        context = ops.sum(key * scores, axis=2, keepdims=True)
+        return ops.relu(value) * context
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], (input_shape[-1] - 1) // 2)

@@ -1,0 +1,132 @@
+"""MobileViTV2 models for Keras 3.
+
+Reference:
+- [Separable Self-attention for Mobile Vision
+  Transformers](https://arxiv.org/abs/2206.02680) (TMLR 2023)
+"""
+
+from keras_mobilevit.blocks import make_divisible
+from keras_mobilevit.model import Config, make_builder
+
+WIDTHS = ("050", "075", "100", "125", "150", "175", "200")
+# Widths with ImageNet-21k pretrained, ImageNet-1k fine-tuned checkpoints.
+IMAGENET22K_WIDTHS = ("150", "175", "200")
+
+
+def _config(width):
+    """timm's `_mobilevitv2_cfg`: channels scaled by the width multiplier and truncated."""
+    multiplier = int(width) / 100
+    channels = [int(c * multiplier) for c in (64, 128, 256, 384, 512)]
+    # The attention runs at half the stage width, rounded as timm rounds.
+    dims = [make_divisible(0.5 * c) for c in channels[2:]]
+    hub_repos = {"imagenet": f"timm/mobilevitv2_{width}.cvnets_in1k"}
+    if width in IMAGENET22K_WIDTHS:
+        repo = f"timm/mobilevitv2_{width}.cvnets_in22k_ft_in1k"
+        hub_repos["imagenet22k"] = {256: repo, 384: f"{repo}_384"}
+    return Config(
+        stem_channels=int(32 * multiplier),
+        stages=(
+            (channels[0], 1, 1, None),
+            (channels[1], 2, 2, None),
+            (channels[2], 1, 2, (dims[0], 2)),
+            (channels[3], 1, 2, (dims[1], 4)),
+            (channels[4], 1, 2, (dims[2], 3)),
+        ),
+        expansion=2,
+        block="mobilevitv2",
+        head_channels=None,
+        dropout=0.1,
+        hub_repos=hub_repos,
+        eval_crop_pct=0.888,
+    )
+
+
+CONFIGS = {f"MobileViTV2_{width}": _config(width) for width in WIDTHS}
+
+
+BASE_DOCSTRING = """Instantiates the {name} architecture (width multiplier {multiplier}).
+
+Reference:
+- [Separable Self-attention for Mobile Vision
+  Transformers](https://arxiv.org/abs/2206.02680) (TMLR 2023)
+
+MobileViTV2 replaces MobileViT's multi-head attention with separable
+self-attention, whose cost is linear in the number of patches, and drops the
+fusion of each block with its input.
+
+The weights are the original ml-cvnets ones, as republished by timm on the
+Hugging Face Hub, downloaded and cached by `huggingface_hub` on first use.
+They keep their upstream licence (Apple's sample-code licence).
+`weights="imagenet"` is ImageNet-1k (`{repo}`); for widths 1.5, 1.75 and 2.0,
+`weights="imagenet22k"` is ImageNet-21k pretraining fine-tuned on
+ImageNet-1k, at 256x256, or at 384x384 when `input_shape` is `(384, 384, 3)`.
+
+| Model | Params | GMACs (256x256) | Top-1 in1k | Top-1 in22k->in1k 256 / 384 |
+|---|---|---|---|---|
+| MobileViTV2_050 | 1,370,593 | 0.46 | 70.18 | |
+| MobileViTV2_075 | 2,866,009 | 1.03 | 75.56 | |
+| MobileViTV2_100 | 4,901,841 | 1.81 | 78.09 | |
+| MobileViTV2_125 | 7,478,089 | 2.82 | 79.65 | |
+| MobileViTV2_150 | 10,594,753 | 4.04 | 80.38 | 81.46 / 82.60 |
+| MobileViTV2_175 | 14,251,833 | 5.49 | 80.84 | 81.94 / 82.93 |
+| MobileViTV2_200 | 18,449,329 | 7.16 | 81.17 | 82.36 / 83.41 |
+
+Top-1 is upstream's at 256x256 (and 384x384 where given). timm evaluates these
+weights after a bicubic resize of the short side to 288 (256 / 0.888) and a
+256x256 centre crop; the 384 models without cropping.
+
+The model accepts any height and width of at least 32 pixels, square or not;
+`input_shape=(None, None, 3)` (the default) builds one model for all sizes.
+Where a block's input is not a multiple of the 2x2 patch, it is resized up
+(bilinear, aligned corners) as in the reference.
+
+Note: with `include_preprocessing=True` (the default) the model takes RGB
+pixels in `[0, 255]` and rescales them inside, and
+`keras_mobilevit.preprocess_input` is a pass-through. With
+`include_preprocessing=False` it takes RGB in `[0, 1]`, the reference's
+convention. There is no mean/std normalisation.
+
+Args:
+    include_top: whether to include the classifier (global average pooling,
+        dropout and a dense layer) on top of the network.
+    include_preprocessing: whether to include a `Rescaling(1/255)` layer at
+        the bottom of the network.
+    weights: `None` (random initialisation), `"imagenet"`, `"imagenet22k"`
+        (widths 1.5, 1.75, 2.0), a path to a Keras `.weights.h5` file or a
+        `.safetensors` file in timm's layout, or `"hf://owner/repo"` for a Hub
+        repository that holds a `model.safetensors` in timm's layout.
+    input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
+        the image input of the model.
+    input_shape: optional shape tuple `(height, width, 3)`, each side at least
+        32 or `None`. Defaults to `(None, None, 3)`.
+    pooling: feature pooling when `include_top` is `False`: `None` returns the
+        4D output of the last stage, `"avg"` global average pooling, `"max"`
+        global max pooling.
+    classes: number of classes, only with `include_top=True` and when no
+        `weights` are given (or with weights whose classifier matches).
+    classifier_activation: activation of the top layer, a string or callable,
+        or `None` to return logits. Ignored unless `include_top=True`.
+    name: the name of the model, defaults to `"{name}"`.
+
+Returns:
+    A `keras.Model` instance.
+"""
+
+
+def _builder(width):
+    variant = f"MobileViTV2_{width}"
+    docstring = BASE_DOCSTRING.format(
+        name=variant,
+        multiplier=int(width) / 100,
+        repo=CONFIGS[variant].hub_repos["imagenet"],
+    )
+    return make_builder(variant, CONFIGS[variant], docstring)
+
+
+MobileViTV2_050 = _builder("050")
+MobileViTV2_075 = _builder("075")
+MobileViTV2_100 = _builder("100")
+MobileViTV2_125 = _builder("125")
+MobileViTV2_150 = _builder("150")
+MobileViTV2_175 = _builder("175")
+MobileViTV2_200 = _builder("200")

@@ -1,0 +1,211 @@
+"""Assembling a MobileViT-family model from a configuration.
+
+`mobilevit.py` (v1) and `mobilevitv2.py` (v2) hold the configurations and the
+public builders; this module holds what they share: argument validation,
+weights resolution, the stem/stages/head graph, and the builder factory.
+"""
+
+import collections
+
+import keras
+from keras import layers
+
+from keras_mobilevit import weights as weights_lib
+from keras_mobilevit.blocks import (
+    conv_bn_act,
+    inverted_residual,
+    mobilevit_block,
+    mobilevitv2_block,
+)
+
+MIN_SIZE = 32
+
+Config = collections.namedtuple(
+    "Config",
+    [
+        "stem_channels",  # width of the 3x3/2 stem convolution
+        # One entry per stage: (output channels, depth, stride, transformer
+        # (dim, depth) or None). Each stage opens with inverted residual
+        # blocks; where `transformer` is set, a MobileViT block follows them.
+        "stages",
+        "expansion",  # inverted residual expansion ratio
+        "block",  # "mobilevit" (v1) or "mobilevitv2"
+        "head_channels",  # width of the final 1x1 conv, or None for none
+        "dropout",  # before the classifier, training only
+        # Weights name -> Hub repository id, or {input size: repository id}
+        # where checkpoints exist for several input sizes.
+        "hub_repos",
+        "eval_crop_pct",  # timm's evaluation crop for the weights
+    ],
+)
+
+_BLOCKS = {"mobilevit": mobilevit_block, "mobilevitv2": mobilevitv2_block}
+
+# Every variant of the package, by builder name (filled by `make_builder`).
+REGISTRY = {}
+
+
+def build_model(
+    config,
+    include_top=True,
+    include_preprocessing=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="MobileViT",
+):
+    """Builds a model from a `Config`; use the public builders instead."""
+    input_shape = _validate_arguments(
+        config, include_top, weights, input_tensor, input_shape, pooling, classes
+    )
+    weights_path = None
+    if weights is not None:
+        weights_path = weights_lib.resolve(weights, hub_repos_for(config, input_shape))
+
+    if input_tensor is None:
+        inputs = layers.Input(shape=input_shape, name="image")
+    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs = input_tensor
+    else:
+        inputs = layers.Input(tensor=input_tensor, shape=input_shape, name="image")
+
+    x = inputs
+    if include_preprocessing:
+        x = layers.Rescaling(1.0 / 255, name="rescaling")(x)
+    x = conv_bn_act(x, config.stem_channels, 3, strides=2, name="stem")
+    transformer_block = _BLOCKS[config.block]
+    for stage, (filters, depth, strides, transformer) in enumerate(config.stages):
+        for block in range(depth):
+            x = inverted_residual(
+                x,
+                filters,
+                strides=strides if block == 0 else 1,
+                expansion=config.expansion,
+                name=f"stages_{stage}_{block}",
+            )
+        if transformer is not None:
+            transformer_dim, transformer_depth = transformer
+            x = transformer_block(
+                x, transformer_dim, transformer_depth, name=f"stages_{stage}_{depth}"
+            )
+    if config.head_channels:
+        x = conv_bn_act(x, config.head_channels, 1, name="final_conv")
+
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="head_global_pool")(x)
+        x = layers.Dropout(config.dropout, name="head_drop")(x)
+        x = layers.Dense(classes, name="head_fc")(x)
+        if classifier_activation is not None:
+            x = layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="head_global_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="head_global_pool")(x)
+
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    model = keras.Model(inputs, x, name=name)
+
+    if weights_path is not None:
+        weights_lib.load(model, weights_path, include_top=include_top)
+    return model
+
+
+def hub_repos_for(config, input_shape):
+    """Weights name -> Hub repository for this input shape.
+
+    Where a weights set has checkpoints for several sizes, a square input of
+    one of those sizes gets that checkpoint, anything else the smallest.
+    """
+    repos = {}
+    for weights, repo in config.hub_repos.items():
+        if isinstance(repo, dict):
+            size = input_shape[0] if input_shape[0] == input_shape[1] else None
+            repo = repo.get(size, repo[min(repo)])
+        repos[weights] = repo
+    return repos
+
+
+def _validate_arguments(config, include_top, weights, input_tensor, input_shape, pooling, classes):
+    """Checks the builder arguments before any work; returns the input shape."""
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "MobileViT models are built channels-last; set "
+            "keras.config.set_image_data_format('channels_last')."
+        )
+    if isinstance(weights, str) and weights not in config.hub_repos:
+        having = [name for name, other in REGISTRY.items() if weights in other.hub_repos]
+        if having:
+            raise ValueError(
+                f"weights={weights!r} exist only for {', '.join(having)}. Valid values for this "
+                f"model: {', '.join(repr(k) for k in [None, *config.hub_repos])}, a path, or "
+                "'hf://owner/repo'."
+            )
+    weights_lib.validate(weights, config.hub_repos)
+    if weights in config.hub_repos and include_top and classes != 1000:
+        raise ValueError(
+            f'With weights="{weights}" and include_top=True, `classes` must be 1000 '
+            f"(got classes={classes}). Use include_top=False and add your own head, "
+            "or weights=None."
+        )
+    if not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"`classes` must be a positive integer, got {classes!r}.")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max', got {pooling!r}.")
+
+    if input_shape is None and input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor) and not hasattr(input_tensor, "shape"):
+            raise ValueError(f"`input_tensor` must be a Keras tensor, got {type(input_tensor)}.")
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        input_shape = (None, None, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be (height, width, 3), got {input_shape}.")
+    if input_shape[-1] != 3:
+        raise ValueError(
+            f"MobileViT takes RGB images with 3 channels, got input_shape={input_shape}."
+        )
+    for side in input_shape[:2]:
+        if side is not None and side < MIN_SIZE:
+            raise ValueError(
+                f"Input height and width must be at least {MIN_SIZE} pixels, "
+                f"got input_shape={input_shape}."
+            )
+    return input_shape
+
+
+def make_builder(variant, config, docstring):
+    """A public builder function for one variant, registered under its name."""
+
+    def build(
+        include_top=True,
+        include_preprocessing=True,
+        weights="imagenet",
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=None,
+    ):
+        return build_model(
+            config,
+            include_top=include_top,
+            include_preprocessing=include_preprocessing,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name or variant,
+        )
+
+    build.__name__ = build.__qualname__ = variant
+    build.__doc__ = docstring
+    REGISTRY[variant] = config
+    return build
