@@ -18,10 +18,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import timm  # noqa: E402, F401
 
+V1_VARIANTS = ["MobileViT_XXS", "MobileViT_XS", "MobileViT_S"]
+V2_VARIANTS = [f"MobileViTV2_{w}" for w in ("050", "075", "100", "125", "150", "175", "200")]
+# keras_mobilevit builder -> timm model name.
 TIMM_NAMES = {
-    "MobileViT_XXS": "mobilevit_xxs",
-    "MobileViT_XS": "mobilevit_xs",
-    "MobileViT_S": "mobilevit_s",
+    **{v: v.lower() for v in V1_VARIANTS},
+    **{v: v.lower() for v in V2_VARIANTS},
 }
 TOLERANCE = 1e-4
 

@@ -28,6 +28,14 @@ def xxs_checkpoint(tmp_path_factory):
     return save_checkpoint(randomized_timm_model("mobilevit_xxs"), path)
 
 
+@pytest.mark.slow
+def test_predict_with_a_mobilevitv2(tmp_path):
+    path = save_checkpoint(randomized_timm_model("mobilevitv2_100"), tmp_path / "v2.safetensors")
+    result = keras_mobilevit_cli("predict", CAT, "--model", "MobileViTV2_100", "--weights", path)
+    assert result.returncode == 0, result.stderr
+    assert len(parse_predictions(result.stdout)[CAT]) == 5
+
+
 def parse_predictions(stdout):
     """`{image: [(name, probability), ...]}` from the printed ranking."""
     result, current = {}, None
@@ -86,7 +94,8 @@ def test_predict_downloads_imagenet_weights_with_a_progress_line(xxs_checkpoint,
 def test_unknown_model_is_refused_with_the_choices():
     result = keras_mobilevit_cli("predict", CAT, "--model", "MobileViT_XL")
     assert result.returncode == 2
-    assert "MobileViT_XXS, MobileViT_XS, MobileViT_S" in result.stderr
+    assert "MobileViT_XXS, MobileViT_XS, MobileViT_S, MobileViTV2_050" in result.stderr
+    assert "MobileViTV2_200" in result.stderr
 
 
 def test_missing_image_is_a_clear_error():

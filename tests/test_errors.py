@@ -124,3 +124,22 @@ def test_channels_first_is_refused_with_a_fix():
             keras_mobilevit.MobileViT_XXS(weights=None)
     finally:
         keras.config.set_image_data_format("channels_last")
+
+
+@pytest.mark.parametrize("variant", ["MobileViTV2_050", "MobileViTV2_125", "MobileViT_S"])
+def test_imagenet22k_on_a_width_without_it_lists_the_widths_that_have_it(variant):
+    with pytest.raises(
+        ValueError, match="exist only for MobileViTV2_150, MobileViTV2_175, MobileViTV2_200"
+    ):
+        getattr(keras_mobilevit, variant)(weights="imagenet22k")
+
+
+def test_imagenet22k_weights_need_1000_classes():
+    with pytest.raises(ValueError, match="classes` must be 1000"):
+        keras_mobilevit.MobileViTV2_150(weights="imagenet22k", classes=5)
+
+
+def test_v1_checkpoint_into_v2_names_the_tensor(checkpoints):
+    _, path = checkpoints("MobileViT_XXS")
+    with pytest.raises(ValueError, match=r"stages.0.0.conv3_1x1.conv.weight.*\(16, 32, 1, 1\)"):
+        keras_mobilevit.MobileViTV2_050(weights=path)

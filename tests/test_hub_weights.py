@@ -45,8 +45,11 @@ def name(cls):
     return f"{cls.__module__}.{cls.__qualname__}"
 
 try:
-    model = keras_mobilevit.MobileViT_XXS(
-        weights=args["weights"], include_preprocessing=False, classifier_activation=None
+    model = getattr(keras_mobilevit, args["variant"])(
+        weights=args["weights"],
+        include_preprocessing=False,
+        classifier_activation=None,
+        **args["options"],
     )
 except Exception as exc:
     cause = exc.__cause__
@@ -114,9 +117,13 @@ def build(
     reference: dict[str, object] | None = None,
     *,
     no_sleep: bool = False,
+    variant: str = "MobileViT_XXS",
+    **options: object,
 ) -> dict[str, object]:
-    """Build MobileViT_XXS(weights=weights) in a fresh interpreter; return its RESULT."""
+    """Build `variant(weights=weights, **options)` in a fresh interpreter; return its RESULT."""
     args = {
+        "variant": variant,
+        "options": options,
         "weights": weights,
         "no_sleep": no_sleep,
         "input": None if reference is None else reference["input"],
@@ -352,3 +359,65 @@ def test_unreachable_cdn(hf_home: Path, data: bytes) -> None:
     assert result["error"] == UNAVAILABLE, result
     assert IMAGENET_REPO in result["message"] and "HF_ENDPOINT" in result["message"]
     assert f"snapshots/{FAKE_COMMIT}/{FILENAME}" not in cached_files(hf_home, IMAGENET_REPO)
+
+
+# -- MobileViTV2 weight families --------------------------------------------------------
+
+
+def make_reference(folder: Path, timm_name: str, size: int) -> dict[str, object]:
+    """Like the `reference` fixture, for any timm model and square input size."""
+    from safetensors.torch import save
+
+    model = randomized_timm_model(timm_name)
+    x = random_images(1, size, size, seed=3)
+    np.save(folder / f"{timm_name}_{size}_input.npy", x)
+    np.save(folder / f"{timm_name}_{size}_expected.npy", timm_forward(model, x))
+    return {
+        "data": save({k: v.detach().contiguous() for k, v in model.state_dict().items()}),
+        "input": str(folder / f"{timm_name}_{size}_input.npy"),
+        "expected": str(folder / f"{timm_name}_{size}_expected.npy"),
+    }
+
+
+@pytest.mark.slow
+def test_mobilevitv2_imagenet_download(tmp_path: Path, hf_home: Path) -> None:
+    reference = make_reference(tmp_path, "mobilevitv2_050", 256)
+    repo = "timm/mobilevitv2_050.cvnets_in1k"
+    with FakeHub() as hub:
+        hub.add_file(repo, FILENAME, reference["data"])
+        result = build(hub.env(hf_home), "imagenet", reference, variant="MobileViTV2_050")
+        assert downloads(hub) == [
+            ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
+            ("GET", f"/cdn/{repo}/{FILENAME}"),
+        ]
+    assert_matches(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("size", "repo"),
+    [
+        (256, "timm/mobilevitv2_150.cvnets_in22k_ft_in1k"),
+        (384, "timm/mobilevitv2_150.cvnets_in22k_ft_in1k_384"),
+    ],
+)
+def test_mobilevitv2_imagenet22k_download_picks_the_checkpoint_for_the_size(
+    tmp_path: Path, hf_home: Path, size: int, repo: str
+) -> None:
+    reference = make_reference(tmp_path, "mobilevitv2_150", size)
+    with FakeHub() as hub:
+        # Both checkpoints exist; only the one for this input size may be fetched.
+        hub.add_file("timm/mobilevitv2_150.cvnets_in22k_ft_in1k", FILENAME, reference["data"])
+        hub.add_file("timm/mobilevitv2_150.cvnets_in22k_ft_in1k_384", FILENAME, reference["data"])
+        result = build(
+            hub.env(hf_home),
+            "imagenet22k",
+            reference,
+            variant="MobileViTV2_150",
+            input_shape=[size, size, 3],
+        )
+        assert downloads(hub) == [
+            ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
+            ("GET", f"/cdn/{repo}/{FILENAME}"),
+        ]
+    assert_matches(result)

@@ -8,7 +8,14 @@ import pytest
 from conftest import random_images, run_python
 
 import keras_mobilevit
-from keras_mobilevit.layers import Fold, MultiHeadSelfAttention, Unfold
+from keras_mobilevit.layers import (
+    Fold,
+    GroupNorm1,
+    MultiHeadSelfAttention,
+    ResizeToPatchGrid,
+    SeparableSelfAttention,
+    Unfold,
+)
 
 LOAD_MODEL = """
 import json, sys
@@ -29,15 +36,33 @@ np.save({output!r}, model.predict(np.load({images!r}), verbose=0))
 
 
 @pytest.fixture(scope="module")
-def trained_like_model(checkpoints):
-    """A model with non-trivial weights and BatchNorm statistics."""
-    _, path = checkpoints("MobileViT_XXS")
-    return keras_mobilevit.MobileViT_XXS(weights=path)
+def trained_like_models(checkpoints):
+    """Models with non-trivial weights and BatchNorm statistics."""
+    cache = {}
+
+    def get(variant):
+        if variant not in cache:
+            _, path = checkpoints(variant)
+            cache[variant] = getattr(keras_mobilevit, variant)(weights=path)
+        return cache[variant]
+
+    return get
+
+
+@pytest.fixture
+def trained_like_model(trained_like_models):
+    return trained_like_models("MobileViT_XXS")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_keras_archive_round_trip_in_a_fresh_process(trained_like_model, tmp_path, backend):
+@pytest.mark.parametrize(
+    ("variant", "backend"),
+    [("MobileViT_XXS", "tensorflow"), ("MobileViT_XXS", "jax"), ("MobileViTV2_050", "tensorflow")],
+)
+def test_keras_archive_round_trip_in_a_fresh_process(
+    trained_like_models, tmp_path, variant, backend
+):
+    trained_like_model = trained_like_models(variant)
     path = str(tmp_path / "model.keras")
     trained_like_model.save(path)
     images = random_images(2, 200, 136) * 255
@@ -47,7 +72,7 @@ def test_keras_archive_round_trip_in_a_fresh_process(trained_like_model, tmp_pat
     result = run_python(code, env={"KERAS_BACKEND": backend})
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads(result.stdout.split("RESULT ")[-1])
-    assert info == {"name": "MobileViT_XXS", "layers": len(trained_like_model.layers)}
+    assert info == {"name": variant, "layers": len(trained_like_model.layers)}
     expected = trained_like_model.predict(images, verbose=0)
     np.testing.assert_allclose(np.load(output), expected, atol=1e-6)
 
@@ -68,7 +93,16 @@ def test_weights_h5_round_trip_in_a_fresh_process(trained_like_model, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "layer", [Unfold(2, name="u"), Fold(2, name="f"), MultiHeadSelfAttention(4, name="a")]
+    "layer",
+    [
+        Unfold(2, name="u"),
+        Unfold(2, merge_positions=False, name="u2"),
+        Fold(2, name="f"),
+        MultiHeadSelfAttention(4, name="a"),
+        ResizeToPatchGrid(2, name="r"),
+        GroupNorm1(epsilon=1e-6, name="g"),
+        SeparableSelfAttention(name="s"),
+    ],
 )
 def test_custom_layers_are_registered_and_configurable(layer):
     config = keras.saving.serialize_keras_object(layer)
