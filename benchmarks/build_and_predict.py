@@ -1,10 +1,11 @@
-"""Build time and CPU inference speed of MobileViT_S: keras-mobilevit against its peers.
+"""Build time and CPU inference speed: keras-mobilevit against its peers, model by model.
 
 Each peer runs in its own process (so imports and thread pools do not interfere), in turn, with
 the same input size, batch and thread count; the table reports medians and ratios to
 keras-mobilevit, because absolute times drift on a shared machine.
 
-    python benchmarks/build_and_predict.py [--batch 16] [--size 256] [--repeats 5] [--threads 2]
+    python benchmarks/build_and_predict.py [--models MobileViT_S MobileViTV2_100] [--batch 16]
+        [--size 256] [--repeats 5] [--rounds 2] [--threads 2] [--peers ...]
 
 Peers that are not installed are skipped: kimm (`pip install --no-deps kimm`), timm.
 """
@@ -12,6 +13,7 @@ Peers that are not installed are skipped: kimm (`pip install --no-deps kimm`), t
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -29,12 +31,13 @@ import json, statistics, sys, time
 args = json.loads(sys.argv[1])
 import numpy as np
 library, batch, size, repeats = args["library"], args["batch"], args["size"], args["repeats"]
+variant = args["model"]
 images = np.random.default_rng(0).random((batch, size, size, 3), dtype=np.float32)
 if library == "timm":
     import timm, torch
     torch.set_num_threads(args["threads"])
     start = time.perf_counter()
-    model = timm.create_model("mobilevit_s").eval()
+    model = timm.create_model(variant.lower()).eval()
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     def run():
         with torch.inference_mode():
@@ -44,11 +47,12 @@ else:
     if library == "kimm":
         import kimm
         start = time.perf_counter()
-        model = kimm.models.MobileViTS(weights=None, input_shape=(size, size, 3))
+        kimm_name = variant.replace("_", "").replace("V2", "V2W")
+        model = getattr(kimm.models, kimm_name)(weights=None, input_shape=(size, size, 3))
     else:
         import keras_mobilevit
         start = time.perf_counter()
-        model = keras_mobilevit.MobileViT_S(weights=None, input_shape=(size, size, 3))
+        model = getattr(keras_mobilevit, variant)(weights=None, input_shape=(size, size, 3))
     def run():
         return model.predict_on_batch(images)
 build = time.perf_counter() - start
@@ -63,7 +67,7 @@ print("RESULT " + json.dumps({"build": build, "seconds": statistics.median(times
 """
 
 
-def run_peer(backend, library, args):
+def run_peer(backend, library, model, args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(args.threads))
     env["TF_NUM_INTRAOP_THREADS"] = env["TF_NUM_INTEROP_THREADS"] = str(args.threads)
     if backend:
@@ -71,6 +75,7 @@ def run_peer(backend, library, args):
     payload = json.dumps(
         {
             "library": library,
+            "model": model,
             "batch": args.batch,
             "size": args.size,
             "repeats": args.repeats,
@@ -88,6 +93,7 @@ def run_peer(backend, library, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["MobileViT_S", "MobileViTV2_100"])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
@@ -96,32 +102,36 @@ def main():
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     args = parser.parse_args()
     print(
-        f"MobileViT_S, fp32, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, "
-        f"{args.rounds} rounds x {args.repeats} timed runs, median; python {sys.version.split()[0]}"
+        f"fp32, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, "
+        f"{args.rounds} interleaved rounds x {args.repeats} timed runs, medians; "
+        f"python {sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} CPUs"
     )
-    results = {peer: {"build": [], "seconds": []} for peer in args.peers}
+    runs = [(model, peer) for model in args.models for peer in args.peers]
+    results = {run: {"build": [], "seconds": []} for run in runs}
     skipped = {}
     for _ in range(args.rounds):
-        for peer in args.peers:
-            if peer in skipped:
+        for run in runs:
+            if run in skipped:
                 continue
-            result, error = run_peer(*PEERS[peer], args)
+            model, peer = run
+            result, error = run_peer(*PEERS[peer], model, args)
             if result is None:
-                skipped[peer] = error[0]
+                skipped[run] = error[0]
                 continue
             for key in ("build", "seconds"):
-                results[peer][key].append(result[key])
-    reference = None
-    print("\n| peer | build, after import (s) | images/s | speed vs the first row |")
-    print("|---|---|---|---|")
-    for peer in args.peers:
-        if peer in skipped:
-            print(f"| {peer} | skipped: {skipped[peer][:60]} | | |")
+                results[run][key].append(result[key])
+    first = None
+    print("\n| model | peer | build, after import (s) | images/s | vs first row |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        model, peer = run
+        if run in skipped:
+            print(f"| {model} | {peer} | skipped: {skipped[run][:60]} | | |")
             continue
-        build = statistics.median(results[peer]["build"])
-        throughput = args.batch / statistics.median(results[peer]["seconds"])
-        reference = reference or throughput
-        print(f"| {peer} | {build:.2f} | {throughput:.1f} | {throughput / reference:.2f}x |")
+        build = statistics.median(results[run]["build"])
+        throughput = args.batch / statistics.median(results[run]["seconds"])
+        first = first or throughput
+        print(f"| {model} | {peer} | {build:.2f} | {throughput:.1f} | {throughput / first:.2f}x |")
 
 
 if __name__ == "__main__":
