@@ -82,43 +82,15 @@ The model accepts any height and width of at least 32 pixels, square or not;
 The weights were trained at 256x256, and are evaluated by timm after a bicubic
 resize of the short side to 284 and a 256x256 centre crop.
 
-Note: with `include_preprocessing=True` (the default) the model takes RGB
-pixels in `[0, 255]` and rescales them inside (so preprocessing is saved with
-the model), and `keras_mobilevit.preprocess_input` is a pass-through. With
-`include_preprocessing=False` it takes RGB in `[0, 1]`, the reference's
-convention. There is no mean/std normalisation.
-
-Args:
-    include_top: whether to include the classifier (global average pooling,
-        dropout and a dense layer) on top of the network.
-    include_preprocessing: whether to include a `Rescaling(1/255)` layer at
-        the bottom of the network.
-    weights: `None` (random initialisation), `"imagenet"` (ImageNet-1k), a
-        path to a Keras `.weights.h5` file or a `.safetensors` file in timm's
-        layout, or `"hf://owner/repo"` for a Hub repository that holds a
-        `model.safetensors` in timm's layout.
-    input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
-        the image input of the model.
-    input_shape: optional shape tuple `(height, width, 3)`, each side at least
-        32 or `None`. Defaults to `(None, None, 3)`.
-    pooling: feature pooling when `include_top` is `False`: `None` returns the
-        4D output of the last convolution, `"avg"` global average pooling,
-        `"max"` global max pooling.
-    classes: number of classes, only with `include_top=True` and when no
-        `weights` are given (or with weights whose classifier matches).
-    classifier_activation: activation of the top layer, a string or callable,
-        or `None` to return logits. Ignored unless `include_top=True`.
-    name: the name of the model, defaults to `"{name}"`.
-
-Returns:
-    A `keras.Model` instance.
 """
 
 
-def _docstring(variant):
-    return BASE_DOCSTRING.format(name=variant, repo=CONFIGS[variant].hub_repos["imagenet"])
+def _builder(variant):
+    config = CONFIGS[variant]
+    description = BASE_DOCSTRING.format(name=variant, repo=config.hub_repos["imagenet"])
+    return make_builder(variant, config, description, weights_doc='`"imagenet"` (ImageNet-1k)')
 
 
-MobileViT_XXS = make_builder("MobileViT_XXS", CONFIGS["MobileViT_XXS"], _docstring("MobileViT_XXS"))
-MobileViT_XS = make_builder("MobileViT_XS", CONFIGS["MobileViT_XS"], _docstring("MobileViT_XS"))
-MobileViT_S = make_builder("MobileViT_S", CONFIGS["MobileViT_S"], _docstring("MobileViT_S"))
+MobileViT_XXS = _builder("MobileViT_XXS")
+MobileViT_XS = _builder("MobileViT_XS")
+MobileViT_S = _builder("MobileViT_S")

@@ -80,47 +80,18 @@ The model accepts any height and width of at least 32 pixels, square or not;
 Where a block's input is not a multiple of the 2x2 patch, it is resized up
 (bilinear, aligned corners) as in the reference.
 
-Note: with `include_preprocessing=True` (the default) the model takes RGB
-pixels in `[0, 255]` and rescales them inside, and
-`keras_mobilevit.preprocess_input` is a pass-through. With
-`include_preprocessing=False` it takes RGB in `[0, 1]`, the reference's
-convention. There is no mean/std normalisation.
-
-Args:
-    include_top: whether to include the classifier (global average pooling,
-        dropout and a dense layer) on top of the network.
-    include_preprocessing: whether to include a `Rescaling(1/255)` layer at
-        the bottom of the network.
-    weights: `None` (random initialisation), `"imagenet"`, `"imagenet22k"`
-        (widths 1.5, 1.75, 2.0), a path to a Keras `.weights.h5` file or a
-        `.safetensors` file in timm's layout, or `"hf://owner/repo"` for a Hub
-        repository that holds a `model.safetensors` in timm's layout.
-    input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
-        the image input of the model.
-    input_shape: optional shape tuple `(height, width, 3)`, each side at least
-        32 or `None`. Defaults to `(None, None, 3)`.
-    pooling: feature pooling when `include_top` is `False`: `None` returns the
-        4D output of the last stage, `"avg"` global average pooling, `"max"`
-        global max pooling.
-    classes: number of classes, only with `include_top=True` and when no
-        `weights` are given (or with weights whose classifier matches).
-    classifier_activation: activation of the top layer, a string or callable,
-        or `None` to return logits. Ignored unless `include_top=True`.
-    name: the name of the model, defaults to `"{name}"`.
-
-Returns:
-    A `keras.Model` instance.
 """
 
 
 def _builder(width):
     variant = f"MobileViTV2_{width}"
-    docstring = BASE_DOCSTRING.format(
+    description = BASE_DOCSTRING.format(
         name=variant,
         multiplier=int(width) / 100,
         repo=CONFIGS[variant].hub_repos["imagenet"],
     )
-    return make_builder(variant, CONFIGS[variant], docstring)
+    weights_doc = '`"imagenet"`, `"imagenet22k"` (widths 1.5, 1.75, 2.0)'
+    return make_builder(variant, CONFIGS[variant], description, weights_doc)
 
 
 MobileViTV2_050 = _builder("050")

@@ -41,6 +41,41 @@ Config = collections.namedtuple(
 
 _BLOCKS = {"mobilevit": mobilevit_block, "mobilevitv2": mobilevitv2_block}
 
+# The part of every builder's docstring that does not depend on the family;
+# `{weights}` is the family's description of its weights sets.
+COMMON_DOCSTRING = """Note: with `include_preprocessing=True` (the default) the model takes RGB
+pixels in `[0, 255]` and rescales them inside (so preprocessing is saved with
+the model), and `keras_mobilevit.preprocess_input` is a pass-through. With
+`include_preprocessing=False` it takes RGB in `[0, 1]`, the reference's
+convention. There is no mean/std normalisation.
+
+Args:
+    include_top: whether to include the classifier (global average pooling,
+        dropout and a dense layer) on top of the network.
+    include_preprocessing: whether to include a `Rescaling(1/255)` layer at
+        the bottom of the network.
+    weights: `None` (random initialisation),
+        {weights},
+        a path to a Keras `.weights.h5` file or a `.safetensors` file in
+        timm's layout, or `"hf://owner/repo"` for a Hub repository that
+        holds a `model.safetensors` in timm's layout.
+    input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
+        the image input of the model.
+    input_shape: optional shape tuple `(height, width, 3)`, each side at least
+        32 or `None`. Defaults to `(None, None, 3)`.
+    pooling: feature pooling when `include_top` is `False`: `None` returns the
+        4D output of the last layer, `"avg"` global average pooling, `"max"`
+        global max pooling.
+    classes: number of classes, only with `include_top=True` and when no
+        `weights` are given (or with weights whose classifier matches).
+    classifier_activation: activation of the top layer, a string or callable,
+        or `None` to return logits. Ignored unless `include_top=True`.
+    name: the name of the model, defaults to `"{name}"`.
+
+Returns:
+    A `keras.Model` instance.
+"""
+
 # Every variant of the package, by builder name (filled by `make_builder`).
 REGISTRY = {}
 
@@ -178,8 +213,11 @@ def _validate_arguments(config, include_top, weights, input_tensor, input_shape,
     return input_shape
 
 
-def make_builder(variant, config, docstring):
-    """A public builder function for one variant, registered under its name."""
+def make_builder(variant, config, description, weights_doc):
+    """A public builder function for one variant, registered under its name.
+
+    Its docstring is `description` followed by `COMMON_DOCSTRING`.
+    """
 
     def build(
         include_top=True,
@@ -206,6 +244,6 @@ def make_builder(variant, config, docstring):
         )
 
     build.__name__ = build.__qualname__ = variant
-    build.__doc__ = docstring
+    build.__doc__ = description + COMMON_DOCSTRING.format(weights=weights_doc, name=variant)
     REGISTRY[variant] = config
     return build
