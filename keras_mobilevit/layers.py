@@ -1,9 +1,11 @@
-"""The MobileViT-specific Keras layers: patch unfold/fold and the attention core.
+"""The MobileViT-specific Keras layers.
 
-Everything that carries weights (convolutions, norms, dense projections) is a
-stock Keras layer in the functional graph, named after the module path of the
-reference implementation (timm), so that converting a checkpoint is a lookup by
-name. The layers here are weightless and hold only what Keras does not have.
+Most layers with weights (convolutions, BatchNorm, LayerNorm, dense
+projections) are stock Keras layers in the functional graph, named after the
+module path of the reference implementation (timm), so that converting a
+checkpoint is a lookup by name. The layers here hold only what Keras does not
+have: patch unfold/fold and resizing, the two attention cores (weightless; their
+projections stay stock layers), and GroupNorm with one group.
 """
 
 import warnings
