@@ -33,12 +33,15 @@ def make_divisible(value, divisor=8, round_limit=0.9):
     return new_value
 
 
-def conv_bn_act(x, filters, kernel_size, name, strides=1, depthwise=False, activation="silu"):
+def conv_bn_act(
+    x, filters, kernel_size, name, strides=1, dilation=1, depthwise=False, activation="silu"
+):
     """Convolution without bias, BatchNorm, optional activation (timm's ConvNormAct).
 
-    Convolutions are padded symmetrically by `kernel_size // 2` pixels, as
-    PyTorch pads them: Keras' "same" padding would pad a stride-2 convolution
-    on the bottom and right only, and shift every feature map by half a pixel.
+    Convolutions are padded symmetrically by `kernel_size // 2` pixels (times
+    the dilation), as PyTorch pads them: Keras' "same" padding would pad a
+    stride-2 convolution on the bottom and right only, and shift every feature
+    map by half a pixel.
     """
     padding = kernel_size // 2
     if padding and strides > 1:
@@ -48,13 +51,19 @@ def conv_bn_act(x, filters, kernel_size, name, strides=1, depthwise=False, activ
         conv_padding = "same"
     if depthwise:
         x = layers.DepthwiseConv2D(
-            kernel_size, strides=strides, padding=conv_padding, use_bias=False, name=f"{name}_conv"
+            kernel_size,
+            strides=strides,
+            dilation_rate=dilation,
+            padding=conv_padding,
+            use_bias=False,
+            name=f"{name}_conv",
         )(x)
     else:
         x = layers.Conv2D(
             filters,
             kernel_size,
             strides=strides,
+            dilation_rate=dilation,
             padding=conv_padding,
             use_bias=False,
             name=f"{name}_conv",
@@ -65,7 +74,7 @@ def conv_bn_act(x, filters, kernel_size, name, strides=1, depthwise=False, activ
     return x
 
 
-def inverted_residual(x, filters, strides, expansion, name):
+def inverted_residual(x, filters, strides, expansion, name, dilation=1):
     """MobileNetV2 block: 1x1 expand, 3x3 depthwise, linear 1x1 project.
 
     The residual connection exists only where the shape is kept, as in timm's
@@ -75,7 +84,9 @@ def inverted_residual(x, filters, strides, expansion, name):
     hidden = make_divisible(in_channels * expansion)
     shortcut = x
     x = conv_bn_act(x, hidden, 1, name=f"{name}_conv1_1x1")
-    x = conv_bn_act(x, hidden, 3, strides=strides, depthwise=True, name=f"{name}_conv2_kxk")
+    x = conv_bn_act(
+        x, hidden, 3, strides=strides, dilation=dilation, depthwise=True, name=f"{name}_conv2_kxk"
+    )
     x = conv_bn_act(x, filters, 1, activation=None, name=f"{name}_conv3_1x1")
     if strides == 1 and in_channels == filters:
         x = layers.Add(name=f"{name}_add")([shortcut, x])

@@ -71,6 +71,14 @@ Args:
     classifier_activation: activation of the top layer, a string or callable,
         or `None` to return logits. Ignored unless `include_top=True`.
     name: the name of the model, defaults to `"{name}"`.
+    feature_extractor: with `include_top=False`, return a dict of feature
+        maps instead: `"P1"` (stride 2) to `"P5"` (stride 32, or
+        `output_stride`), for segmentation and detection heads. `"P5"` is
+        what `include_top=False` returns.
+    output_stride: 32 (default), 16 or 8. Below 32, the last stages keep
+        their resolution and use dilated convolutions instead, as the
+        reference DeepLabV3 backbones do. Pretrained weights load into any
+        output stride.
 
 Returns:
     A `keras.Model` instance.
@@ -91,11 +99,14 @@ def build_model(
     classes=1000,
     classifier_activation="softmax",
     name="MobileViT",
+    feature_extractor=False,
+    output_stride=32,
 ):
     """Builds a model from a `Config`; use the public builders instead."""
     input_shape = _validate_arguments(
         config, include_top, weights, input_tensor, input_shape, pooling, classes
     )
+    _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride)
     weights_path = None
     if weights is not None:
         weights_path = weights_lib.resolve(weights, hub_repos_for(config, input_shape))
@@ -111,25 +122,12 @@ def build_model(
     if include_preprocessing:
         x = layers.Rescaling(1.0 / 255, name="rescaling")(x)
     x = conv_bn_act(x, config.stem_channels, 3, strides=2, name="stem")
-    transformer_block = _BLOCKS[config.block]
-    for stage, (filters, depth, strides, transformer) in enumerate(config.stages):
-        for block in range(depth):
-            x = inverted_residual(
-                x,
-                filters,
-                strides=strides if block == 0 else 1,
-                expansion=config.expansion,
-                name=f"stages_{stage}_{block}",
-            )
-        if transformer is not None:
-            transformer_dim, transformer_depth = transformer
-            x = transformer_block(
-                x, transformer_dim, transformer_depth, name=f"stages_{stage}_{depth}"
-            )
-    if config.head_channels:
-        x = conv_bn_act(x, config.head_channels, 1, name="final_conv")
+    x, features = _stages(x, config, output_stride)
 
-    if include_top:
+    if feature_extractor:
+        features[f"P{len(features)}"] = x
+        x = features
+    elif include_top:
         x = layers.GlobalAveragePooling2D(name="head_global_pool")(x)
         x = layers.Dropout(config.dropout, name="head_drop")(x)
         x = layers.Dense(classes, name="head_fc")(x)
@@ -149,6 +147,46 @@ def build_model(
     return model
 
 
+def _stages(x, config, output_stride):
+    """The five stages and the final 1x1 conv.
+
+    Returns the output and the feature maps of the first four stages, keyed
+    `"P1"` (stride 2) to `"P4"` (stride 16). Past `output_stride`, stages keep
+    their resolution: their first block has stride 1, and later layers are
+    dilated instead, following transformers' DeepLabV3 backbones (where the
+    opening inverted residual of a stage takes half the stage's dilation).
+    """
+    stride, dilation = 2, 1
+    features = {}
+    transformer_block = _BLOCKS[config.block]
+    for stage, (filters, depth, strides, transformer) in enumerate(config.stages):
+        block_dilation = dilation
+        if strides > 1 and stride >= output_stride:
+            dilation *= strides
+            strides = 1
+        else:
+            stride *= strides
+        for block in range(depth):
+            x = inverted_residual(
+                x,
+                filters,
+                strides=strides if block == 0 else 1,
+                expansion=config.expansion,
+                dilation=block_dilation if block == 0 else dilation,
+                name=f"stages_{stage}_{block}",
+            )
+        if transformer is not None:
+            transformer_dim, transformer_depth = transformer
+            x = transformer_block(
+                x, transformer_dim, transformer_depth, name=f"stages_{stage}_{depth}"
+            )
+        if stage < len(config.stages) - 1:
+            features[f"P{stage + 1}"] = x
+    if config.head_channels:
+        x = conv_bn_act(x, config.head_channels, 1, name="final_conv")
+    return x, features
+
+
 def hub_repos_for(config, input_shape):
     """Weights name -> Hub repository for this input shape.
 
@@ -162,6 +200,20 @@ def hub_repos_for(config, input_shape):
             repo = repo.get(size, repo[min(repo)])
         repos[weights] = repo
     return repos
+
+
+def _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride):
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"`output_stride` must be 8, 16 or 32, got {output_stride!r}.")
+    if feature_extractor and include_top:
+        raise ValueError(
+            "feature_extractor=True returns feature maps, not class scores: "
+            "pass include_top=False with it."
+        )
+    if feature_extractor and pooling is not None:
+        raise ValueError(
+            "feature_extractor=True returns un-pooled feature maps; leave `pooling` as None."
+        )
 
 
 def _validate_arguments(config, include_top, weights, input_tensor, input_shape, pooling, classes):
@@ -229,6 +281,8 @@ def make_builder(variant, config, description, weights_doc):
         classes=1000,
         classifier_activation="softmax",
         name=None,
+        feature_extractor=False,
+        output_stride=32,
     ):
         return build_model(
             config,
@@ -241,6 +295,8 @@ def make_builder(variant, config, description, weights_doc):
             classes=classes,
             classifier_activation=classifier_activation,
             name=name or variant,
+            feature_extractor=feature_extractor,
+            output_stride=output_stride,
         )
 
     build.__name__ = build.__qualname__ = variant

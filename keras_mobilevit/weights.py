@@ -12,7 +12,7 @@ import re
 
 import keras
 
-from keras_mobilevit import convert
+from keras_mobilevit import convert, transformers_layout
 
 HUB_PREFIX = "hf://"
 CHECKPOINT_FILENAME = "model.safetensors"
@@ -25,7 +25,7 @@ class WeightsUnavailableError(OSError):
 
 def is_path(weights):
     """Whether a `weights` string names a file rather than a weights set."""
-    return weights.endswith((".h5", ".safetensors")) or os.sep in weights or "/" in weights
+    return weights.endswith((".h5", ".safetensors", ".bin")) or os.sep in weights or "/" in weights
 
 
 def validate(weights, hub_repos):
@@ -150,6 +150,32 @@ def _evict(path, blob):
             pass
 
 
+def read_checkpoint(path):
+    """Reads a checkpoint's tensors as numpy arrays: safetensors, or a PyTorch pickle."""
+    if path.endswith((".bin", ".pt", ".pth")):
+        return read_torch_checkpoint(path)
+    return read_safetensors(path)
+
+
+def read_torch_checkpoint(path):
+    """Reads a PyTorch `state_dict` file with `torch.load(weights_only=True)`.
+
+    Only tensors are unpickled (no code runs); torch is an optional extra.
+    """
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} is a PyTorch checkpoint; reading it needs torch: "
+            'pip install "keras-mobilevit[torch]". Prefer a .safetensors file where one exists.'
+        ) from e
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"Could not read the PyTorch checkpoint {path}: {e}") from e
+    return {name: tensor.float().numpy() for name, tensor in state_dict.items()}
+
+
 def read_safetensors(path):
     """Reads every tensor of a `.safetensors` file as numpy arrays."""
     from safetensors.numpy import load_file
@@ -172,7 +198,9 @@ def load(model, path, include_top):
     if path.endswith(".h5"):
         _load_keras_weights(model, path)
         return
-    tensors = read_safetensors(path)
+    tensors = read_checkpoint(path)
+    if transformers_layout.is_transformers_layout(tensors):
+        tensors = transformers_layout.to_timm_layout(tensors)
     ignore = () if include_top else ("head.",)
     convert.assign(convert.plan_assignments(model, tensors, source=path, ignore_prefixes=ignore))
 
