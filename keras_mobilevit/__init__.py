@@ -1,10 +1,17 @@
 """MobileViT for Keras 3: exact to the reference, with pretrained weights from the Hub."""
 
+from keras_mobilevit.deeplabv3 import (
+    MobileViT_S_DeepLabV3,
+    MobileViT_XS_DeepLabV3,
+    MobileViT_XXS_DeepLabV3,
+    MobileViTV2_100_DeepLabV3,
+)
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
 from keras_mobilevit.layers import (
     Fold,
     GroupNorm1,
     MultiHeadSelfAttention,
+    ResizeLike,
     ResizeToPatchGrid,
     SeparableSelfAttention,
     Unfold,
@@ -33,12 +40,17 @@ __all__ = [
     "MobileViTV2_150",
     "MobileViTV2_175",
     "MobileViTV2_200",
+    "MobileViT_XXS_DeepLabV3",
+    "MobileViT_XS_DeepLabV3",
+    "MobileViT_S_DeepLabV3",
+    "MobileViTV2_100_DeepLabV3",
     "preprocess_input",
     "decode_predictions",
     "Unfold",
     "Fold",
     "MultiHeadSelfAttention",
     "ResizeToPatchGrid",
+    "ResizeLike",
     "GroupNorm1",
     "SeparableSelfAttention",
 ]

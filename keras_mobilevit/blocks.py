@@ -43,8 +43,10 @@ def conv_bn_act(
     stride-2 convolution on the bottom and right only, and shift every feature
     map by half a pixel.
     """
-    padding = kernel_size // 2
-    if padding and strides > 1:
+    padding = kernel_size // 2 * dilation
+    # Explicit padding for strided and dilated convolutions: TensorFlow's
+    # "same" dilated convolution fails on feature maps of unknown size.
+    if padding and (strides > 1 or dilation > 1):
         x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
         conv_padding = "valid"
     else:

@@ -294,3 +294,28 @@ class SeparableSelfAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], (input_shape[-1] - 1) // 2)
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class ResizeLike(keras.layers.Layer):
+    """Bilinear resize of `x` to the height and width of `reference`.
+
+    Called on `[x, reference]`. PyTorch's `align_corners=False` convention;
+    sizes may be known only at run time. A 1x1 map is broadcast.
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        height, width = ops.shape(reference)[1], ops.shape(reference)[2]
+        if x.shape[1] == 1 and x.shape[2] == 1:
+            # Interpolating a single pixel is a broadcast. It is written as an
+            # addition to the reference's values rather than with its shape:
+            # TensorFlow's constant folding miscomputes that shape in DeepLabV3
+            # graphs traced with a partly known input size.
+            return x + ops.cast(reference[..., :1], x.dtype) * 0
+
+        return _resize_if_needed(x, height, width)
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, reference_shape = input_shapes
+        return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[-1])

@@ -103,7 +103,7 @@ def build_model(
     output_stride=32,
 ):
     """Builds a model from a `Config`; use the public builders instead."""
-    input_shape = _validate_arguments(
+    input_shape = validate_arguments(
         config, include_top, weights, input_tensor, input_shape, pooling, classes
     )
     _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride)
@@ -216,7 +216,7 @@ def _validate_backbone_arguments(include_top, pooling, feature_extractor, output
         )
 
 
-def _validate_arguments(config, include_top, weights, input_tensor, input_shape, pooling, classes):
+def validate_arguments(config, include_top, weights, input_tensor, input_shape, pooling, classes):
     """Checks the builder arguments before any work; returns the input shape."""
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(

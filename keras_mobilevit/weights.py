@@ -53,21 +53,33 @@ def _hub_repo_id(weights):
     return repo_id
 
 
-def resolve(weights, hub_repos):
+def resolve(weights, hub_repos, filenames=(CHECKPOINT_FILENAME,)):
     """Turns a `weights` argument into a local file path (downloading if needed).
 
     Args:
         weights: `"imagenet"` (or another key of `hub_repos`), `"hf://owner/repo"`,
             or a path to a `.weights.h5` or `.safetensors` file.
         hub_repos: mapping of weights-set name to Hub repository id.
+        filenames: the checkpoint file names to look for in a Hub
+            repository, in order of preference.
     """
-    if weights in hub_repos:
-        return download(hub_repos[weights])
-    repo_id = _hub_repo_id(weights)
+    repo_id = hub_repos.get(weights) or _hub_repo_id(weights)
     if repo_id is not None:
-        return download(repo_id)
+        for filename in filenames[:-1]:
+            try:
+                return download(repo_id, filename)
+            except WeightsUnavailableError as e:
+                if not isinstance(e.__cause__, _missing_file_errors()):
+                    raise
+        return download(repo_id, filenames[-1])
     validate(weights, hub_repos)
     return os.path.expanduser(weights)
+
+
+def _missing_file_errors():
+    from huggingface_hub import errors
+
+    return (errors.RemoteEntryNotFoundError,)
 
 
 def download(repo_id, filename=CHECKPOINT_FILENAME):

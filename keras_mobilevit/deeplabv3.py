@@ -1,0 +1,171 @@
+"""DeepLabV3 semantic segmentation on MobileViT backbones (PASCAL VOC 2012).
+
+Equal to transformers' `MobileViTForSemanticSegmentation` and
+`MobileViTV2ForSemanticSegmentation`: the backbone at output stride 16 without
+its final 1x1 expansion, then ASPP (a 1x1 branch, three dilated 3x3 branches at
+rates 6/12/18 and an image-pooling branch, BatchNorm and ReLU), a 1x1
+projection, dropout, and a 1x1 classifier. The weights are Apple's, in
+transformers' layout and trained on BGR images; they are converted on load so
+that these models take RGB like every keras_mobilevit model.
+"""
+
+import keras
+from keras import layers
+
+from keras_mobilevit import mobilevit, mobilevitv2
+from keras_mobilevit import weights as weights_lib
+from keras_mobilevit.blocks import conv_bn_act
+from keras_mobilevit.layers import ResizeLike
+from keras_mobilevit.model import build_model, validate_arguments
+
+OUTPUT_STRIDE = 16
+ATROUS_RATES = (6, 12, 18)
+VOC_CLASSES = 21
+# Transformers' segmentation repositories hold `pytorch_model.bin`, and most
+# also a `model.safetensors`, which is preferred.
+CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+BACKBONES = {**mobilevit.CONFIGS, **mobilevitv2.CONFIGS}
+# Builder name -> (backbone builder name, ASPP width, Hub repository).
+VARIANTS = {
+    "MobileViT_XXS_DeepLabV3": ("MobileViT_XXS", 256, "apple/deeplabv3-mobilevit-xx-small"),
+    "MobileViT_XS_DeepLabV3": ("MobileViT_XS", 256, "apple/deeplabv3-mobilevit-x-small"),
+    "MobileViT_S_DeepLabV3": ("MobileViT_S", 256, "apple/deeplabv3-mobilevit-small"),
+    "MobileViTV2_100_DeepLabV3": ("MobileViTV2_100", 512, "apple/mobilevitv2-1.0-voc-deeplabv3"),
+}
+
+BASE_DOCSTRING = """Instantiates DeepLabV3 with a {backbone} backbone, for semantic segmentation.
+
+References:
+- [MobileViT](https://arxiv.org/abs/2110.02178) (ICLR 2022) and
+  [MobileViTV2](https://arxiv.org/abs/2206.02680); [DeepLabV3](https://arxiv.org/abs/1706.05587)
+
+`weights="pascal_voc"` are Apple's PASCAL VOC 2012 weights from the Hugging
+Face Hub (`{repo}`, 21 classes, background first), trained at 512x512 (Apple
+evaluates after resizing the short side to 544 and a 512x512 centre crop).
+Apple trained on BGR images; the converted model takes RGB. Upstream mIoU:
+79.1 for MobileViT-S (paper). The weights keep their upstream licence
+(Apple's sample-code licence).
+
+The model takes RGB images of any size of at least 32 pixels, in `[0, 255]`
+with `include_preprocessing=True` (the default), in `[0, 1]` without.
+
+Args:
+    weights: `None`, `"pascal_voc"`, a path to a checkpoint (`.safetensors`,
+        PyTorch `.bin` with the `torch` extra, or Keras `.weights.h5`), or
+        `"hf://owner/repo"`. Checkpoints may be in transformers' or timm's
+        layout.
+    input_shape: optional `(height, width, 3)`; defaults to `(None, None, 3)`.
+    input_tensor: optional Keras tensor to use as the image input.
+    include_preprocessing: whether the model rescales `[0, 255]` inputs itself.
+    classes: number of classes; 21 with `weights="pascal_voc"`.
+    upsample: `True` returns logits resized bilinearly to the input size;
+        `False` returns them at stride 16.
+    name: the name of the model, defaults to `"{name}"`.
+
+Returns:
+    A `keras.Model` mapping images `(B, H, W, 3)` to per-pixel class logits
+    `(B, H, W, classes)` (or `(B, ceil(H/16), ceil(W/16), classes)`).
+"""
+
+
+def deeplabv3_head(features, image, channels, classes, upsample):
+    """ASPP, projection, dropout and classifier (transformers' `MobileViTDeepLabV3`)."""
+    name = "segmentation_head_aspp"
+    branches = [conv_bn_act(features, channels, 1, activation="relu", name=f"{name}_convs_0")]
+    for i, rate in enumerate(ATROUS_RATES, start=1):
+        branches.append(
+            conv_bn_act(
+                features, channels, 3, dilation=rate, activation="relu", name=f"{name}_convs_{i}"
+            )
+        )
+    pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_convs_4_pool")(features)
+    pooled = conv_bn_act(pooled, channels, 1, activation="relu", name=f"{name}_convs_4_conv_1x1")
+    branches.append(ResizeLike(name=f"{name}_convs_4_resize")([pooled, features]))
+    x = layers.Concatenate(name=f"{name}_concat")(branches)
+    x = conv_bn_act(x, channels, 1, activation="relu", name=f"{name}_project")
+    x = layers.Dropout(0.1, name=f"{name}_dropout")(x)
+    x = layers.SpatialDropout2D(0.1, name="segmentation_head_dropout")(x)
+    x = layers.Conv2D(classes, 1, name="segmentation_head_classifier")(x)
+    if upsample:
+        x = ResizeLike(name="upsample")([x, image])
+    return x
+
+
+def DeepLabV3(
+    variant,
+    weights="pascal_voc",
+    input_shape=None,
+    input_tensor=None,
+    include_preprocessing=True,
+    classes=VOC_CLASSES,
+    upsample=True,
+    name=None,
+):
+    """Builds a DeepLabV3 model; use the `*_DeepLabV3` functions."""
+    backbone_variant, channels, repo = VARIANTS[variant]
+    # The segmentation backbones have no final 1x1 expansion (transformers'
+    # `expand_output=False`).
+    config = BACKBONES[backbone_variant]._replace(
+        head_channels=None, hub_repos={"pascal_voc": repo}
+    )
+    validate_arguments(config, False, weights, input_tensor, input_shape, None, classes)
+    if weights == "pascal_voc" and classes != VOC_CLASSES:
+        raise ValueError(
+            f'weights="pascal_voc" has {VOC_CLASSES} classes, got classes={classes}. '
+            "To fine-tune on other classes, build with weights=None, or load the VOC weights "
+            "and replace the classifier."
+        )
+    weights_path = None
+    if weights is not None:
+        weights_path = weights_lib.resolve(weights, config.hub_repos, filenames=CHECKPOINT_FILES)
+
+    backbone = build_model(
+        config,
+        include_top=False,
+        include_preprocessing=include_preprocessing,
+        weights=None,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        output_stride=OUTPUT_STRIDE,
+        name=f"{backbone_variant}_backbone",
+    )
+    image = backbone.inputs[0]
+    logits = deeplabv3_head(backbone.output, image, channels, classes, upsample)
+    model = keras.Model(backbone.inputs, logits, name=name or variant)
+    if weights_path is not None:
+        weights_lib.load(model, weights_path, include_top=True)
+    return model
+
+
+def _builder(variant):
+    def build(
+        weights="pascal_voc",
+        input_shape=None,
+        input_tensor=None,
+        include_preprocessing=True,
+        classes=VOC_CLASSES,
+        upsample=True,
+        name=None,
+    ):
+        return DeepLabV3(
+            variant,
+            weights=weights,
+            input_shape=input_shape,
+            input_tensor=input_tensor,
+            include_preprocessing=include_preprocessing,
+            classes=classes,
+            upsample=upsample,
+            name=name,
+        )
+
+    backbone_variant, _, repo = VARIANTS[variant]
+    build.__name__ = build.__qualname__ = variant
+    build.__doc__ = BASE_DOCSTRING.format(backbone=backbone_variant, repo=repo, name=variant)
+    return build
+
+
+MobileViT_XXS_DeepLabV3 = _builder("MobileViT_XXS_DeepLabV3")
+MobileViT_XS_DeepLabV3 = _builder("MobileViT_XS_DeepLabV3")
+MobileViT_S_DeepLabV3 = _builder("MobileViT_S_DeepLabV3")
+MobileViTV2_100_DeepLabV3 = _builder("MobileViTV2_100_DeepLabV3")
