@@ -125,7 +125,7 @@ def build_model(
     x, features = _stages(x, config, output_stride)
 
     if feature_extractor:
-        features[f"P{len(features)}"] = x
+        features[f"P{len(features) + 1}"] = x
         x = features
     elif include_top:
         x = layers.GlobalAveragePooling2D(name="head_global_pool")(x)
