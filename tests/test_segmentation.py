@@ -304,3 +304,17 @@ def test_pascal_voc_from_a_hub_repo_with_only_pytorch_model_bin(segmentation_che
     diff = json.loads(result.stdout.split("RESULT ")[-1])
     record("MobileViT_XXS_DeepLabV3 from pytorch_model.bin via the Hub", diff)
     assert diff <= TOLERANCE
+
+
+def test_pytorch_checkpoint_without_torch_names_the_extra(tmp_path):
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from keras_mobilevit import weights\n"
+        "try:\n"
+        f"    weights.read_checkpoint({str(tmp_path / 'pytorch_model.bin')!r})\n"
+        "except ImportError as e:\n"
+        "    print('RESULT', e)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'pip install "keras-mobilevit[torch]"' in result.stdout
