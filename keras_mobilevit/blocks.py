@@ -51,25 +51,17 @@ def conv_bn_act(
         conv_padding = "valid"
     else:
         conv_padding = "same"
+    options = dict(
+        strides=strides,
+        dilation_rate=dilation,
+        padding=conv_padding,
+        use_bias=False,
+        name=f"{name}_conv",
+    )
     if depthwise:
-        x = layers.DepthwiseConv2D(
-            kernel_size,
-            strides=strides,
-            dilation_rate=dilation,
-            padding=conv_padding,
-            use_bias=False,
-            name=f"{name}_conv",
-        )(x)
+        x = layers.DepthwiseConv2D(kernel_size, **options)(x)
     else:
-        x = layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=strides,
-            dilation_rate=dilation,
-            padding=conv_padding,
-            use_bias=False,
-            name=f"{name}_conv",
-        )(x)
+        x = layers.Conv2D(filters, kernel_size, **options)(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_act")(x)
