@@ -5,17 +5,23 @@ import os
 import sys
 
 
-def _models():
+def _models(segmentation=False):
+    from keras_mobilevit import deeplabv3
     from keras_mobilevit.model import REGISTRY
 
-    return tuple(REGISTRY)
+    return tuple(REGISTRY) + (tuple(deeplabv3.VARIANTS) if segmentation else ())
 
 
-def _model_name(value):
-    for name in _models():
+def _model_name(value, segmentation=False):
+    for name in _models(segmentation):
         if value.lower() == name.lower():
             return name
-    raise argparse.ArgumentTypeError(f"unknown model {value!r}; choose from {', '.join(_models())}")
+    choices = ", ".join(_models(segmentation))
+    raise argparse.ArgumentTypeError(f"unknown model {value!r}; choose from {choices}")
+
+
+def _any_model_name(value):
+    return _model_name(value, segmentation=True)
 
 
 def _positive_int(value):
@@ -47,6 +53,28 @@ def build_parser():
         ".safetensors / .weights.h5 file",
     )
     predict.add_argument("--top", type=_positive_int, default=5, help="classes to print per image")
+
+    export = commands.add_parser(
+        "export",
+        help="export a model to LiteRT (TFLite) or ONNX",
+        description="Export a model with a fixed input size, check the file against Keras, "
+        "and print its size, op set and the difference measured.",
+    )
+    export.add_argument("model", type=_any_model_name, help="a classifier or DeepLabV3 model")
+    export.add_argument(
+        "--weights", help="as for predict; default: the model's own ('imagenet', 'pascal_voc')"
+    )
+    export.add_argument("--format", required=True, choices=["litert", "onnx"])
+    export.add_argument(
+        "--quantize", choices=["float16", "dynamic", "int8"], help="LiteRT only; default float32"
+    )
+    export.add_argument(
+        "--calibration-images", metavar="DIR", help="images that calibrate --quantize int8"
+    )
+    export.add_argument(
+        "--input-size", type=_positive_int, default=None, help="square input size (default 256)"
+    )
+    export.add_argument("--output", required=True, metavar="FILE")
     return parser
 
 
@@ -84,11 +112,59 @@ def predict(args):
             print(f"  {rank}. {name:<30} {score:7.2%}  ({class_id})")
 
 
+def _calibration_images(directory, size):
+    """A representative dataset: the images of `directory`, evaluation-transformed."""
+    from keras_mobilevit import imagenet
+
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"No calibration image directory at {directory!r}.")
+    suffixes = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+    paths = sorted(
+        os.path.join(directory, f) for f in os.listdir(directory) if f.lower().endswith(suffixes)
+    )
+    if not paths:
+        raise ValueError(f"No images ({', '.join(suffixes)}) in {directory!r} to calibrate with.")
+    return lambda: (imagenet.load_image(p, size=size)[None] for p in paths)
+
+
+def export(args):
+    import keras_mobilevit
+    from keras_mobilevit import export as export_lib
+
+    if args.quantize and args.format != "litert":
+        raise ValueError("--quantize applies to --format litert only.")
+    if args.quantize == "int8" and not args.calibration_images:
+        raise ValueError(
+            "--quantize int8 needs --calibration-images DIR: full-integer quantization sets "
+            "each activation's range from real images."
+        )
+    size = args.input_size or export_lib.DEFAULT_INPUT_SIZE
+    representative = None
+    if args.calibration_images:
+        representative = _calibration_images(args.calibration_images, size)
+    directory = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"The directory for {args.output!r} does not exist: {directory}.")
+    options = {} if args.weights is None else {"weights": args.weights}
+    model = getattr(keras_mobilevit, args.model)(**options)
+    report = export_lib._export(
+        model, args.output, args.format, args.quantize, representative, True, size, 1
+    )
+    print(
+        f"{report.path}: {report.size / 2**20:.2f} MiB, {args.format}, "
+        f"{args.quantize or 'float32'}, input 1x{size}x{size}x3"
+    )
+    print(f"ops ({len(report.ops)}): {', '.join(report.ops)}")
+    print(f"max |difference| from Keras on a random batch: {report.max_difference:.3g}")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.command == "predict":
             predict(args)
+        elif args.command == "export":
+            export(args)
     except (ValueError, OSError) as e:
         print(f"keras-mobilevit: error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,193 @@
+"""Export to LiteRT and ONNX: builtin ops only, parity with Keras, quantization, bad input."""
+
+import os
+import time
+
+import keras
+import numpy as np
+import pytest
+from conftest import V1_VARIANTS, V2_VARIANTS, record, run_python
+
+import keras_mobilevit
+from keras_mobilevit import export
+
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("onnxruntime")
+
+SEGMENTATION = ["MobileViT_XXS_DeepLabV3", "MobileViTV2_100_DeepLabV3"]
+
+
+def build(variant):
+    if variant.endswith("DeepLabV3"):
+        return getattr(keras_mobilevit, variant)(weights=None, upsample=False)
+    return getattr(keras_mobilevit, variant)(weights=None, classifier_activation=None)
+
+
+def max_transpose_rank(path):
+    interpreter = export._litert_interpreter(path)
+    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    return max(len(shapes[op["inputs"][0]]) for op in ops if op["op_name"] == "TRANSPOSE")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [*V1_VARIANTS, *V2_VARIANTS, *SEGMENTATION])
+def test_litert_float32_uses_builtin_ops_and_matches_keras(tmp_path, variant):
+    keras.utils.set_random_seed(0)
+    report = export._export(
+        build(variant), tmp_path / f"{variant}.tflite", "litert", None, None, True, None, 1
+    )
+    record(f"{variant} LiteRT fp32 vs Keras, 1x256x256", report.max_difference)
+    assert report.max_difference <= 1e-4
+    assert not [op for op in report.ops if op.startswith("Flex") or op == "CUSTOM"]
+    assert max_transpose_rank(report.path) <= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["MobileViT_XXS", "MobileViTV2_050", "MobileViT_XXS_DeepLabV3"])
+def test_onnx_float32_matches_keras(tmp_path, variant):
+    path = export.export_onnx(build(variant), tmp_path / "model.onnx", input_size=(224, 160))
+    report = export._export(
+        build(variant), tmp_path / "again.onnx", "onnx", None, None, True, (224, 160), 1
+    )
+    record(f"{variant} ONNX fp32 vs Keras, 1x224x160", report.max_difference)
+    assert os.path.exists(path) and report.max_difference <= 1e-4
+
+
+@pytest.mark.slow
+def test_float16_and_dynamic_range_files(tmp_path):
+    model = build("MobileViT_XXS")
+    sizes = {}
+    for quantization in (None, "float16", "dynamic"):
+        report = export._export(
+            model, tmp_path / f"{quantization}.tflite", "litert", quantization, None, True, 256, 1
+        )
+        sizes[quantization] = report.size
+        record(f"MobileViT_XXS LiteRT {quantization or 'float32'} vs Keras", report.max_difference)
+    assert sizes["float16"] < 0.6 * sizes[None]
+    assert sizes["dynamic"] < 0.35 * sizes[None]
+
+
+def synthetic_classes(count, size, seed):
+    """Three visually distinct classes: dark, bright, and red images, with noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 3
+    images = rng.uniform(0, 60, (count, size, size, 3)).astype(np.float32)
+    images[labels == 1] += 150
+    images[labels == 2, ..., 0] += 180
+    return images, labels
+
+
+@pytest.mark.slow
+def test_int8_file_is_small_and_agrees_with_float32_on_top1(tmp_path):
+    keras.utils.set_random_seed(0)
+    images, labels = synthetic_classes(48, 64, seed=0)
+    model = keras_mobilevit.MobileViT_XXS(weights=None, classes=3, input_shape=(64, 64, 3))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.fit(images, labels, batch_size=8, epochs=4, verbose=0)
+
+    float_path = export.export_litert(model, tmp_path / "float.tflite")
+    int8_path = export.export_litert(
+        model,
+        tmp_path / "int8.tflite",
+        quantization="int8",
+        representative_dataset=lambda: (images[i : i + 4] for i in range(0, 48, 4)),
+    )
+    assert os.path.getsize(int8_path) <= 0.35 * os.path.getsize(float_path)
+
+    test_images, _ = synthetic_classes(30, 64, seed=1)
+    run_float = export._litert_runner(float_path)
+    run_int8 = export._litert_runner(int8_path)
+    agree = [
+        np.argmax(run_int8(x[None])[0]) == np.argmax(run_float(x[None])[0]) for x in test_images
+    ]
+    record("int8 vs float32 LiteRT top-1 agreement (30 synthetic images)", np.mean(agree))
+    assert np.mean(agree) >= 0.9
+
+
+def test_unknown_format_and_quantization_list_the_valid_ones(tmp_path):
+    model = build("MobileViT_XXS")
+    with pytest.raises(ValueError, match="valid: litert, onnx"):
+        export._export(model, tmp_path / "m.tflite", "coreml", None, None, True, None, 1)
+    with pytest.raises(ValueError, match="valid: None, 'float16', 'dynamic', 'int8'"):
+        export.export_litert(model, tmp_path / "m.tflite", quantization="int4")
+
+
+def test_int8_without_calibration_says_why(tmp_path):
+    with pytest.raises(ValueError, match="needs a representative_dataset"):
+        export.export_litert(build("MobileViT_XXS"), tmp_path / "m.tflite", quantization="int8")
+
+
+def test_missing_output_directory_fails_before_converting(tmp_path):
+    model = build("MobileViT_XXS")
+    start = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export.export_litert(model, tmp_path / "missing" / "m.tflite")
+    assert time.perf_counter() - start < 2
+
+
+@pytest.mark.slow
+def test_failed_conversion_leaves_no_file(tmp_path):
+    def wrong_size_images():
+        yield np.zeros((1, 128, 128, 3), np.float32)
+
+    with pytest.raises(ValueError, match="Calibration batches must be images of shape"):
+        export.export_litert(
+            build("MobileViT_XXS"),
+            tmp_path / "m.tflite",
+            quantization="int8",
+            representative_dataset=wrong_size_images,
+        )
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_dynamic_models_export_at_the_documented_default_size(tmp_path):
+    path = export.export_litert(build("MobileViTV2_050"), tmp_path / "m.tflite")
+    details = export._litert_interpreter(path).get_input_details()[0]
+    assert tuple(details["shape"]) == (1, 256, 256, 3)
+
+
+CLI = """
+import sys
+from keras_mobilevit import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_cli_export_int8_with_calibration_images(checkpoints, tmp_path):
+    from PIL import Image
+
+    _, weights = checkpoints("MobileViT_XXS")
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(
+            calibration / f"{i}.jpg"
+        )
+    output = tmp_path / "xxs-int8.tflite"
+    code = CLI + ""
+    args = [
+        "export", "MobileViT_XXS", "--weights", weights, "--format", "litert", "--quantize",
+        "int8", "--calibration-images", str(calibration), "--input-size", "128",
+        "--output", str(output),
+    ]  # fmt: skip
+    result = run_python(
+        f"import sys; sys.argv = ['keras-mobilevit', *{args!r}]\n" + code,
+        env={"KERAS_BACKEND": "tensorflow"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MiB, litert, int8, input 1x128x128x3" in result.stdout
+    assert "CONV_2D" in result.stdout and "max |difference| from Keras" in result.stdout
+    assert output.exists()
+
+
+def test_cli_export_int8_without_images_is_refused(tmp_path):
+    code = CLI
+    args = ["export", "MobileViT_XXS", "--weights", "x.safetensors", "--format", "litert",
+            "--quantize", "int8", "--output", str(tmp_path / "m.tflite")]  # fmt: skip
+    result = run_python(f"import sys; sys.argv = ['keras-mobilevit', *{args!r}]\n" + code)
+    assert result.returncode == 1
+    assert "needs --calibration-images" in result.stderr
