@@ -95,7 +95,7 @@ def finetune(weights="pascal_voc", epochs=5, image_size=256, batch_size=8, outpu
     model.compile(
         optimizer=keras.optimizers.AdamW(1e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.MeanIoU(num_classes=3, sparse_y_pred=False)],
+        metrics=[keras.metrics.MeanIoU(num_classes=3, sparse_y_pred=False, name="mean_iou")],
     )
     history = model.fit(
         pet_dataset("train", image_size, batch_size),

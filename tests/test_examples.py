@@ -54,5 +54,5 @@ def test_finetune_runs_on_oxford_pets_under_mock_data(voc_checkpoint, tmp_path):
             output=str(tmp_path / "pets.keras"),
         )  # fmt: skip
     assert np.isfinite(history.history["loss"][0])
-    assert "val_mean_io_u" in history.history
+    assert "val_mean_iou" in history.history
     assert (tmp_path / "pets.keras").exists()
