@@ -1,13 +1,17 @@
-"""Build time and CPU inference speed: keras-mobilevit against its peers, model by model.
+"""CPU inference speed, build time and memory: keras-mobilevit against its peers, model by model.
 
-Each peer runs in its own process (so imports and thread pools do not interfere), in turn, with
-the same input size, batch and thread count; the table reports medians and ratios to
-keras-mobilevit, because absolute times drift on a shared machine.
+Each peer runs in its own process (imports and thread pools do not interfere), peers
+interleaved over several rounds, with the same input, random weights and thread count. The
+table gives medians, and speeds relative to keras-mobilevit on TensorFlow for the same model,
+because absolute times drift on a shared machine.
 
-    python benchmarks/build_and_predict.py [--models MobileViT_S MobileViTV2_100] [--batch 16]
-        [--size 256] [--repeats 5] [--rounds 2] [--threads 2] [--peers ...]
+    python benchmarks/build_and_predict.py [--models MobileViT_XXS MobileViT_XS MobileViT_S
+        MobileViTV2_100] [--batches 1 16] [--size 256] [--repeats 5] [--rounds 2]
+        [--threads 2] [--peers ...]
 
-Peers that are not installed are skipped: kimm (`pip install --no-deps kimm`), timm.
+Peers not installed are reported as skipped: kimm (`pip install --no-deps kimm`), timm,
+transformers. Build time is measured after the imports; peak memory is the process's maximum
+resident set size.
 """
 
 import argparse
@@ -18,30 +22,48 @@ import statistics
 import subprocess
 import sys
 
+REFERENCE = "keras-mobilevit (tensorflow)"
 PEERS = {
-    "keras-mobilevit (tensorflow)": ("tensorflow", "keras_mobilevit"),
+    REFERENCE: ("tensorflow", "keras_mobilevit"),
     "keras-mobilevit (jax)": ("jax", "keras_mobilevit"),
     "keras-mobilevit (torch)": ("torch", "keras_mobilevit"),
     "kimm (tensorflow)": ("tensorflow", "kimm"),
     "timm (pytorch)": (None, "timm"),
+    "transformers (pytorch)": (None, "transformers"),
 }
 
 WORKER = r"""
-import json, statistics, sys, time
+import json, resource, statistics, sys, time
 args = json.loads(sys.argv[1])
 import numpy as np
-library, batch, size, repeats = args["library"], args["batch"], args["size"], args["repeats"]
-variant = args["model"]
-images = np.random.default_rng(0).random((batch, size, size, 3), dtype=np.float32)
-if library == "timm":
-    import timm, torch
+library, size, repeats, variant = args["library"], args["size"], args["repeats"], args["model"]
+batches = {b: np.random.default_rng(0).random((b, size, size, 3), dtype=np.float32)
+           for b in args["batches"]}
+if library in ("timm", "transformers"):
+    import torch
     torch.set_num_threads(args["threads"])
-    start = time.perf_counter()
-    model = timm.create_model(variant.lower()).eval()
-    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-    def run():
+    if library == "timm":
+        import timm
+        start = time.perf_counter()
+        model = timm.create_model(variant.lower()).eval()
+    else:
+        import transformers as hf
+        start = time.perf_counter()
+        if variant.startswith("MobileViTV2"):
+            config = hf.MobileViTV2Config(width_multiplier=int(variant[-3:]) / 100)
+            model = hf.MobileViTV2ForImageClassification(config).eval()
+        else:
+            sizes = {"MobileViT_XXS": ([64, 80, 96], [16, 16, 24, 48, 64, 80, 320], 2.0),
+                     "MobileViT_XS": ([96, 120, 144], [16, 32, 48, 64, 80, 96, 384], 4.0),
+                     "MobileViT_S": ([144, 192, 240], [16, 32, 64, 96, 128, 160, 640], 4.0)}
+            hidden, neck, expand = sizes[variant]
+            config = hf.MobileViTConfig(hidden_sizes=hidden, neck_hidden_sizes=neck,
+                                        expand_ratio=expand, num_labels=1000)
+            model = hf.MobileViTForImageClassification(config).eval()
+    inputs = {b: torch.from_numpy(x.transpose(0, 3, 1, 2).copy()) for b, x in batches.items()}
+    def run(b):
         with torch.inference_mode():
-            return model(x)
+            return model(inputs[b])
 else:
     import keras
     if library == "kimm":
@@ -53,17 +75,21 @@ else:
         import keras_mobilevit
         start = time.perf_counter()
         model = getattr(keras_mobilevit, variant)(weights=None, input_shape=(size, size, 3))
-    def run():
-        return model.predict_on_batch(images)
+    def run(b):
+        return model.predict_on_batch(batches[b])
 build = time.perf_counter() - start
-for _ in range(2):
-    run()  # warm-up: tracing, compilation, allocator
-times = []
-for _ in range(repeats):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-print("RESULT " + json.dumps({"build": build, "seconds": statistics.median(times)}))
+seconds = {}
+for b in batches:
+    for _ in range(2):
+        run(b)  # warm-up: tracing, compilation, allocator
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(b)
+        times.append(time.perf_counter() - start)
+    seconds[b] = statistics.median(times)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT " + json.dumps({"build": build, "seconds": seconds, "rss": rss}))
 """
 
 
@@ -76,7 +102,7 @@ def run_peer(backend, library, model, args):
         {
             "library": library,
             "model": model,
-            "batch": args.batch,
+            "batches": args.batches,
             "size": args.size,
             "repeats": args.repeats,
             "threads": args.threads,
@@ -93,8 +119,12 @@ def run_peer(backend, library, model, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["MobileViT_S", "MobileViTV2_100"])
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["MobileViT_XXS", "MobileViT_XS", "MobileViT_S", "MobileViTV2_100"],
+    )
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the peers")
@@ -102,36 +132,43 @@ def main():
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     args = parser.parse_args()
     print(
-        f"fp32, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, "
+        f"fp32, {args.size}x{args.size}, batches {args.batches}, {args.threads} threads, "
         f"{args.rounds} interleaved rounds x {args.repeats} timed runs, medians; "
         f"python {sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} CPUs"
     )
     runs = [(model, peer) for model in args.models for peer in args.peers]
-    results = {run: {"build": [], "seconds": []} for run in runs}
+    results = {run: [] for run in runs}
     skipped = {}
     for _ in range(args.rounds):
         for run in runs:
             if run in skipped:
                 continue
-            model, peer = run
-            result, error = run_peer(*PEERS[peer], model, args)
+            result, error = run_peer(*PEERS[run[1]], run[0], args)
             if result is None:
                 skipped[run] = error[0]
-                continue
-            for key in ("build", "seconds"):
-                results[run][key].append(result[key])
-    first = None
-    print("\n| model | peer | build, after import (s) | images/s | vs first row |")
-    print("|---|---|---|---|---|")
-    for run in runs:
-        model, peer = run
-        if run in skipped:
-            print(f"| {model} | {peer} | skipped: {skipped[run][:60]} | | |")
+            else:
+                results[run].append(result)
+
+    def throughput(run, batch):
+        seconds = statistics.median(r["seconds"][str(batch)] for r in results[run])
+        return batch / seconds
+
+    speeds = " | ".join(f"batch {b} img/s (vs ref)" for b in args.batches)
+    print(f"\n| model | peer | build (s) | {speeds} | peak RSS (MiB) |")
+    print("|---|---|---|" + "---|" * len(args.batches) + "---|")
+    for model, peer in runs:
+        if (model, peer) in skipped:
+            print(f"| {model} | {peer} | skipped: {skipped[model, peer][:60]} |")
             continue
-        build = statistics.median(results[run]["build"])
-        throughput = args.batch / statistics.median(results[run]["seconds"])
-        first = first or throughput
-        print(f"| {model} | {peer} | {build:.2f} | {throughput:.1f} | {throughput / first:.2f}x |")
+        reference = (model, REFERENCE) if results.get((model, REFERENCE)) else None
+        cells = []
+        for batch in args.batches:
+            speed = throughput((model, peer), batch)
+            ratio = f" ({speed / throughput(reference, batch):.2f}x)" if reference else ""
+            cells.append(f"{speed:.1f}{ratio}")
+        build = statistics.median(r["build"] for r in results[model, peer])
+        rss = statistics.median(r["rss"] for r in results[model, peer])
+        print(f"| {model} | {peer} | {build:.2f} | {' | '.join(cells)} | {rss:.0f} |")
 
 
 if __name__ == "__main__":
