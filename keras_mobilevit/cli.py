@@ -131,8 +131,6 @@ def export(args):
     import keras_mobilevit
     from keras_mobilevit import export as export_lib
 
-    if args.quantize and args.format != "litert":
-        raise ValueError("--quantize applies to --format litert only.")
     if args.quantize == "int8" and not args.calibration_images:
         raise ValueError(
             "--quantize int8 needs --calibration-images DIR: full-integer quantization sets "
@@ -142,9 +140,8 @@ def export(args):
     representative = None
     if args.calibration_images:
         representative = _calibration_images(args.calibration_images, size)
-    directory = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"The directory for {args.output!r} does not exist: {directory}.")
+    # Fail on a bad request before building (and perhaps downloading) the model.
+    export_lib.check_request(args.output, args.format, args.quantize, representative)
     options = {} if args.weights is None else {"weights": args.weights}
     model = getattr(keras_mobilevit, args.model)(**options)
     report = export_lib._export(

@@ -99,31 +99,9 @@ def _export(
     opset=None,
 ):
     """Validates, converts, writes atomically, verifies; returns an `ExportReport`."""
-    import keras
-
-    if format not in FORMATS:
-        raise ValueError(f"Unknown format {format!r}; valid: {', '.join(FORMATS)}.")
-    if quantization not in QUANTIZATIONS:
-        valid = ", ".join(repr(q) for q in QUANTIZATIONS)
-        raise ValueError(f"Unknown quantization {quantization!r}; valid: {valid}.")
-    if quantization == "int8" and representative_dataset is None:
-        raise ValueError(
-            'quantization="int8" needs a representative_dataset: full-integer quantization '
-            "sets each activation's int8 range from real inputs, so pass a callable returning "
-            "batches of typical images (or use quantization='dynamic', which needs none)."
-        )
-    if format == "litert" and keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "LiteRT export runs on the TensorFlow backend; set KERAS_BACKEND=tensorflow "
-            f"(the current backend is {keras.backend.backend()!r})."
-        )
-    path = os.fspath(path)
-    suffix = ".tflite" if format == "litert" else ".onnx"
-    if not path.endswith(suffix):
-        raise ValueError(f"A {format} file's name must end with {suffix!r}, got {path!r}.")
+    path = check_request(path, format, quantization, representative_dataset)
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"The directory for {path!r} does not exist: {directory}.")
+    suffix = os.path.splitext(path)[1]
     shape = _input_shape(model, input_size, batch_size)
 
     # Keras exports only models that have been called.
@@ -151,6 +129,41 @@ def _export(
         if os.path.exists(temporary):
             os.remove(temporary)
     return ExportReport(path, os.path.getsize(path), ops, max_difference)
+
+
+def check_request(path, format, quantization=None, representative_dataset=None):
+    """The checks that need no model, so callers can fail before building one.
+
+    Returns `path` as a string.
+    """
+    import keras
+
+    if format not in FORMATS:
+        raise ValueError(f"Unknown format {format!r}; valid: {', '.join(FORMATS)}.")
+    if quantization not in QUANTIZATIONS:
+        valid = ", ".join(repr(q) for q in QUANTIZATIONS)
+        raise ValueError(f"Unknown quantization {quantization!r}; valid: {valid}.")
+    if quantization is not None and format != "litert":
+        raise ValueError(f"Quantization applies to LiteRT files only, not {format}.")
+    if quantization == "int8" and representative_dataset is None:
+        raise ValueError(
+            'quantization="int8" needs a representative_dataset: full-integer quantization '
+            "sets each activation's int8 range from real inputs, so pass a callable returning "
+            "batches of typical images (or use quantization='dynamic', which needs none)."
+        )
+    if format == "litert" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "LiteRT export runs on the TensorFlow backend; set KERAS_BACKEND=tensorflow "
+            f"(the current backend is {keras.backend.backend()!r})."
+        )
+    path = os.fspath(path)
+    suffix = ".tflite" if format == "litert" else ".onnx"
+    if not path.endswith(suffix):
+        raise ValueError(f"A {format} file's name must end with {suffix!r}, got {path!r}.")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"The directory for {path!r} does not exist: {directory}.")
+    return path
 
 
 def _input_shape(model, input_size, batch_size):
