@@ -7,6 +7,7 @@ from keras_mobilevit.deeplabv3 import (
     MobileViTV2_100_DeepLabV3,
 )
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
+from keras_mobilevit.inference import fold_batchnorm, optimize_for_inference
 from keras_mobilevit.layers import (
     Fold,
     GroupNorm1,
@@ -46,6 +47,8 @@ __all__ = [
     "MobileViTV2_100_DeepLabV3",
     "preprocess_input",
     "decode_predictions",
+    "fold_batchnorm",
+    "optimize_for_inference",
     "Unfold",
     "Fold",
     "MultiHeadSelfAttention",

@@ -113,12 +113,14 @@ assert keras.backend.backend() == {backend!r}, keras.backend.backend()
 model = keras_mobilevit.{variant}(
     weights={path!r}, include_preprocessing=False, classifier_activation=None,
     input_shape=(None, None, 3))
+folded = keras_mobilevit.fold_batchnorm(model)
 data = np.load({inputs!r})
 diffs = {{}}
 for key in data.files:
     if key.startswith("images"):
-        out = keras.ops.convert_to_numpy(model(data[key], training=False))
-        diffs[key] = float(np.abs(out - data["logits" + key[6:]]).max())
+        for name, m in (("", model), (" BatchNorm folded", folded)):
+            out = keras.ops.convert_to_numpy(m(data[key], training=False))
+            diffs[key + name] = float(np.abs(out - data["logits" + key[6:]]).max())
 print("RESULT " + json.dumps(diffs))
 """
 
@@ -142,6 +144,6 @@ def test_logits_match_timm_on_other_backends(checkpoints, tmp_path, backend, var
     line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
     diffs = json.loads(line[len("RESULT ") :])
     for key, diff in diffs.items():
-        size = arrays[key].shape[:3]
-        record(f"{variant} logits {size} {backend}", diff)
+        images, _, folded = key.partition(" ")
+        record(f"{variant} logits {arrays[images].shape[:3]} {backend} {folded}", diff)
         assert diff <= TOLERANCE, (key, diff)
