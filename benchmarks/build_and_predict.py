@@ -27,6 +27,9 @@ PEERS = {
     REFERENCE: ("tensorflow", "keras_mobilevit"),
     "keras-mobilevit (jax)": ("jax", "keras_mobilevit"),
     "keras-mobilevit (torch)": ("torch", "keras_mobilevit"),
+    # optimize_for_inference: BatchNorm folded; and also computing in bfloat16.
+    "keras-mobilevit folded (tensorflow)": ("tensorflow", "keras_mobilevit:float32"),
+    "keras-mobilevit folded bf16 (tensorflow)": ("tensorflow", "keras_mobilevit:bfloat16"),
     "kimm (tensorflow)": ("tensorflow", "kimm"),
     "timm (pytorch)": (None, "timm"),
     "transformers (pytorch)": (None, "transformers"),
@@ -75,6 +78,9 @@ else:
         import keras_mobilevit
         start = time.perf_counter()
         model = getattr(keras_mobilevit, variant)(weights=None, input_shape=(size, size, 3))
+        if ":" in library:
+            compute_dtype = library.split(":")[1]
+            model = keras_mobilevit.optimize_for_inference(model, compute_dtype=compute_dtype)
     def run(b):
         return model.predict_on_batch(batches[b])
 build = time.perf_counter() - start

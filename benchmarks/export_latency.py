@@ -1,4 +1,4 @@
-"""On-device formats on this CPU: LiteRT fp32/fp16/int8, ONNX Runtime, and Keras, side by side.
+"""On-device formats on this CPU: LiteRT fp32/fp16/dynamic/int8, ONNX Runtime, and Keras, side by side.
 
     python benchmarks/export_latency.py [--models MobileViT_XXS MobileViT_S MobileViTV2_100]
         [--threads 2] [--repeats 20] [--rounds 3]
@@ -58,12 +58,13 @@ def main():
             runners, sizes = {"Keras (TensorFlow, graph)": None}, {}
             predict = tf.function(lambda x, m=model: m(x, training=False))
             runners["Keras (TensorFlow, graph)"] = lambda x, f=predict: f(x)
-            for quantization in (None, "float16", "int8"):
+            for quantization in (None, "float16", "dynamic", "int8", "int8_full"):
                 path = os.path.join(directory, f"{variant}-{quantization}.tflite")
+                integer = quantization in ("int8", "int8_full")
                 export.export_litert(
                     model, path, quantization=quantization,
-                    representative_dataset=calibration if quantization == "int8" else None,
-                    verify=quantization != "int8",
+                    representative_dataset=calibration if integer else None,
+                    verify=not integer,
                 )  # fmt: skip
                 interpreter = Interpreter(model_path=path, num_threads=args.threads)
                 interpreter.allocate_tensors()

@@ -79,7 +79,7 @@ def synthetic_classes(count, size, seed):
 
 
 @pytest.mark.slow
-def test_int8_file_is_small_and_agrees_with_float32_on_top1(tmp_path):
+def test_int8_files_are_small_and_agree_with_float32_on_top1(tmp_path):
     keras.utils.set_random_seed(0)
     images, labels = synthetic_classes(48, 64, seed=0)
     model = keras_mobilevit.MobileViT_XXS(weights=None, classes=3, input_shape=(64, 64, 3))
@@ -87,29 +87,52 @@ def test_int8_file_is_small_and_agrees_with_float32_on_top1(tmp_path):
     model.fit(images, labels, batch_size=8, epochs=4, verbose=0)
 
     float_path = export.export_litert(model, tmp_path / "float.tflite")
-    int8_path = export.export_litert(
-        model,
-        tmp_path / "int8.tflite",
-        quantization="int8",
-        representative_dataset=lambda: (images[i : i + 4] for i in range(0, 48, 4)),
-    )
-    assert os.path.getsize(int8_path) <= 0.35 * os.path.getsize(float_path)
-
-    test_images, _ = synthetic_classes(30, 64, seed=1)
     run_float = export._litert_runner(float_path)
-    run_int8 = export._litert_runner(int8_path)
-    agree = [
-        np.argmax(run_int8(x[None])[0]) == np.argmax(run_float(x[None])[0]) for x in test_images
-    ]
-    record("int8 vs float32 LiteRT top-1 agreement (30 synthetic images)", np.mean(agree))
-    assert np.mean(agree) >= 0.9
+    test_images, _ = synthetic_classes(30, 64, seed=1)
+    for quantization in ("int8", "int8_full"):
+        path = export.export_litert(
+            model,
+            tmp_path / f"{quantization}.tflite",
+            quantization=quantization,
+            representative_dataset=lambda: (images[i : i + 4] for i in range(0, 48, 4)),
+        )
+        assert os.path.getsize(path) <= 0.35 * os.path.getsize(float_path)
+        run = export._litert_runner(path)
+        agree = [
+            np.argmax(run(x[None])[0]) == np.argmax(run_float(x[None])[0]) for x in test_images
+        ]
+        record(
+            f"{quantization} vs float32 LiteRT top-1 agreement (30 synthetic images)",
+            np.mean(agree),
+        )
+        assert np.mean(agree) >= 0.9
+
+    # "int8" runs convolutions and projections in int8 and keeps the ops
+    # XNNPACK lacks int8 kernels for in float; "int8_full" quantizes those too.
+    selective = input_dtypes(tmp_path / "int8.tflite")
+    full = input_dtypes(tmp_path / "int8_full.tflite")
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        assert selective[op] == full[op] == {"int8"}, op
+    for op in ("BATCH_MATMUL", "SOFTMAX", "RSQRT"):
+        assert selective[op] == {"float32"} and full[op] == {"int8"}, op
+
+
+def input_dtypes(path):
+    """`{op name: dtypes of its first input}` in a LiteRT file."""
+    interpreter = export._litert_interpreter(path)
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+    found = {}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] != "DELEGATE" and len(op["inputs"]):
+            found.setdefault(op["op_name"], set()).add(dtypes[op["inputs"][0]])
+    return found
 
 
 def test_unknown_format_and_quantization_list_the_valid_ones(tmp_path):
     model = build("MobileViT_XXS")
     with pytest.raises(ValueError, match="valid: litert, onnx"):
         export._export(model, tmp_path / "m.tflite", "coreml", None, None, True, None, 1)
-    with pytest.raises(ValueError, match="valid: None, 'float16', 'dynamic', 'int8'"):
+    with pytest.raises(ValueError, match="valid: None, 'float16', 'dynamic', 'int8', 'int8_full'"):
         export.export_litert(model, tmp_path / "m.tflite", quantization="int4")
 
 
