@@ -1,4 +1,4 @@
-"""On-device formats on this CPU: LiteRT fp32/fp16/dynamic/int8, ONNX Runtime, and Keras, side by side.
+"""On-device formats on this CPU: LiteRT (fp32, fp16, dynamic, int8), ONNX Runtime, Keras.
 
     python benchmarks/export_latency.py [--models MobileViT_XXS MobileViT_S MobileViTV2_100]
         [--threads 2] [--repeats 20] [--rounds 3]
