@@ -9,6 +9,7 @@ from keras_mobilevit.deeplabv3 import (
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
 from keras_mobilevit.inference import fold_batchnorm, optimize_for_inference
 from keras_mobilevit.layers import (
+    DepthwiseConv2D,
     Fold,
     GroupNorm1,
     MultiHeadSelfAttention,
@@ -55,5 +56,6 @@ __all__ = [
     "ResizeToPatchGrid",
     "ResizeLike",
     "GroupNorm1",
+    "DepthwiseConv2D",
     "SeparableSelfAttention",
 ]

@@ -10,6 +10,7 @@ converter relies on this: see `keras_mobilevit.convert`.
 from keras import layers
 
 from keras_mobilevit.layers import (
+    DepthwiseConv2D,
     Fold,
     GroupNorm1,
     MultiHeadSelfAttention,
@@ -59,7 +60,7 @@ def conv_bn_act(
         name=f"{name}_conv",
     )
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel_size, **options)(x)
+        x = DepthwiseConv2D(kernel_size, **options)(x)
     else:
         x = layers.Conv2D(filters, kernel_size, **options)(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)

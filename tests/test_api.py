@@ -7,7 +7,7 @@ import torch
 from conftest import TIMM_NAMES
 
 import keras_mobilevit
-from keras_mobilevit.layers import Fold, Unfold, resize_bilinear
+from keras_mobilevit.layers import Fold, Unfold, _depthwise_by_shifts, resize_bilinear
 
 # timm's parameter counts, as the issue and the docs state them.
 TIMM_PARAMS = {
@@ -161,6 +161,25 @@ def test_bilinear_resize_matches_pytorch(source, target):
         .numpy()
     )
     np.testing.assert_allclose(np.asarray(resize_bilinear(x, *target)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("size", "strides", "padding", "dilation"),
+    [
+        ((9, 7), 1, "same", 1),
+        ((9, 7), 2, "valid", 1),
+        ((10, 8), 2, "same", 1),
+        ((11, 9), 1, "same", 2),
+    ],
+)
+def test_depthwise_by_shifts_equals_the_convolution(size, strides, padding, dilation):
+    # The arithmetic keras_mobilevit.layers.DepthwiseConv2D uses on JAX CPUs.
+    rng = np.random.default_rng(0)
+    x = rng.random((2, *size, 4), dtype=np.float32)
+    kernel = rng.random((3, 3, 4, 1), dtype=np.float32)
+    expected = keras.ops.depthwise_conv(x, kernel, strides, padding, dilation_rate=dilation)
+    actual = _depthwise_by_shifts(x, kernel, (strides,) * 2, padding, (dilation,) * 2)
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), atol=1e-6)
 
 
 def test_every_builder_is_exported_with_its_docstring():
