@@ -9,6 +9,7 @@ from keras_mobilevit.deeplabv3 import (
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
 from keras_mobilevit.inference import fold_batchnorm, optimize_for_inference
 from keras_mobilevit.layers import (
+    Conv2D,
     DepthwiseConv2D,
     Fold,
     GroupNorm1,
@@ -56,6 +57,7 @@ __all__ = [
     "ResizeToPatchGrid",
     "ResizeLike",
     "GroupNorm1",
+    "Conv2D",
     "DepthwiseConv2D",
     "SeparableSelfAttention",
 ]

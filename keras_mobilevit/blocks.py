@@ -10,6 +10,7 @@ converter relies on this: see `keras_mobilevit.convert`.
 from keras import layers
 
 from keras_mobilevit.layers import (
+    Conv2D,
     DepthwiseConv2D,
     Fold,
     GroupNorm1,
@@ -62,7 +63,7 @@ def conv_bn_act(
     if depthwise:
         x = DepthwiseConv2D(kernel_size, **options)(x)
     else:
-        x = layers.Conv2D(filters, kernel_size, **options)(x)
+        x = Conv2D(filters, kernel_size, **options)(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_act")(x)
@@ -114,7 +115,7 @@ def mobilevit_block(x, transformer_dim, depth, name, patch_size=2, num_heads=4, 
     channels = x.shape[-1]
     shortcut = x
     x = conv_bn_act(x, channels, 3, name=f"{name}_conv_kxk")
-    local = layers.Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
+    local = Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
     x = Unfold(patch_size, name=f"{name}_unfold")(local)
     for i in range(depth):
         x = transformer_layer(
@@ -134,14 +135,14 @@ def linear_transformer_layer(x, dim, mlp_ratio, name):
     reference, so checkpoints load without reshaping.
     """
     y = GroupNorm1(name=f"{name}_norm1")(x)
-    y = layers.Conv2D(1 + 2 * dim, 1, name=f"{name}_attn_qkv_proj")(y)
+    y = Conv2D(1 + 2 * dim, 1, name=f"{name}_attn_qkv_proj")(y)
     y = SeparableSelfAttention(name=f"{name}_attn")(y)
-    y = layers.Conv2D(dim, 1, name=f"{name}_attn_out_proj")(y)
+    y = Conv2D(dim, 1, name=f"{name}_attn_out_proj")(y)
     x = layers.Add(name=f"{name}_add1")([x, y])
     y = GroupNorm1(name=f"{name}_norm2")(x)
-    y = layers.Conv2D(int(dim * mlp_ratio), 1, name=f"{name}_mlp_fc1")(y)
+    y = Conv2D(int(dim * mlp_ratio), 1, name=f"{name}_mlp_fc1")(y)
     y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
-    y = layers.Conv2D(dim, 1, name=f"{name}_mlp_fc2")(y)
+    y = Conv2D(dim, 1, name=f"{name}_mlp_fc2")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 
 
@@ -158,7 +159,7 @@ def mobilevitv2_block(x, transformer_dim, depth, name, patch_size=2, mlp_ratio=2
     channels = x.shape[-1]
     x = ResizeToPatchGrid(patch_size, name=f"{name}_resize")(x)
     x = conv_bn_act(x, channels, 3, depthwise=True, name=f"{name}_conv_kxk")
-    local = layers.Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
+    local = Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
     x = Unfold(patch_size, merge_positions=False, name=f"{name}_unfold")(local)
     for i in range(depth):
         x = linear_transformer_layer(x, transformer_dim, mlp_ratio, name=f"{name}_transformer_{i}")

@@ -31,6 +31,20 @@ def _positive_int(value):
     return number
 
 
+def _non_negative_int(value):
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {value}")
+    return number
+
+
+def _hub_repo(value):
+    repo = value.removeprefix("hf://").strip("/")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise argparse.ArgumentTypeError(f"a Hub repository is OWNER/NAME, got {value!r}")
+    return repo
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-mobilevit", description="MobileViT models for Keras 3."
@@ -66,15 +80,92 @@ def build_parser():
     )
     export.add_argument("--format", required=True, choices=["litert", "onnx"])
     export.add_argument(
-        "--quantize", choices=["float16", "dynamic", "int8"], help="LiteRT only; default float32"
+        "--quantize",
+        choices=["float16", "dynamic", "int8", "int8_full"],
+        help="LiteRT only; default float32",
     )
     export.add_argument(
-        "--calibration-images", metavar="DIR", help="images that calibrate --quantize int8"
+        "--calibration-images",
+        metavar="DIR",
+        help="images that calibrate --quantize int8 / int8_full",
     )
     export.add_argument(
         "--input-size", type=_positive_int, default=None, help="square input size (default 256)"
     )
     export.add_argument("--output", required=True, metavar="FILE")
+
+    train = commands.add_parser(
+        "train",
+        help="fine-tune a classifier on an image classification dataset",
+        description="Fine-tune a model on a tensorflow-datasets dataset or a directory of class "
+        "folders: augmentation, AdamW with warm-up and cosine decay, label smoothing, early "
+        "stopping. Writes the model, history, test metrics and plots to --output; an "
+        "interrupted run resumes when run again with the same --output. See docs/training.md.",
+    )
+    train.add_argument(
+        "--dataset",
+        default="oxford_flowers102",
+        help="a tensorflow-datasets name (default oxford_flowers102) or a directory of class "
+        "folders",
+    )
+    train.add_argument(
+        "--model", type=_model_name, default="MobileViT_XS", help="one of " + ", ".join(_models())
+    )
+    train.add_argument(
+        "--weights",
+        default="imagenet",
+        help="what the backbone starts from: 'imagenet' (default), 'none' (from scratch), "
+        "'hf://owner/repo', or a weights file",
+    )
+    train.add_argument("--image-size", type=_positive_int, default=256, help="default 256")
+    train.add_argument("--epochs", type=_positive_int, default=30, help="default 30")
+    train.add_argument(
+        "--batch-size", type=_positive_int, default=32, help="global batch size (default 32)"
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        help="peak learning rate; default 2e-3 * batch size / 256 (8e-3 from scratch)",
+    )
+    train.add_argument("--label-smoothing", type=float, default=0.1, help="default 0.1")
+    train.add_argument(
+        "--mixed-precision", action="store_true", help="train with the mixed_bfloat16 policy"
+    )
+    train.add_argument(
+        "--freeze-backbone-epochs",
+        type=_non_negative_int,
+        default=0,
+        help="train only the classifier for this many epochs first (default 0)",
+    )
+    train.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=5,
+        help="epochs without a better validation loss before stopping (default 5)",
+    )
+    train.add_argument(
+        "--output", metavar="DIR", help="default runs/<model>-<dataset>-<date>-<time>"
+    )
+    train.add_argument(
+        "--distribute",
+        choices=["mirrored", "multi_worker"],
+        help="data-parallel training on all local devices, or on the workers of TF_CONFIG",
+    )
+    train.add_argument("--seed", type=int, default=0, help="default 0")
+    train.add_argument(
+        "--steps-per-epoch", type=_positive_int, help="default: one pass over the training set"
+    )
+    train.add_argument(
+        "--max-examples", type=_positive_int, help="use at most this many images of each split"
+    )
+    train.add_argument("--data-dir", help="tensorflow-datasets' data directory")
+    train.add_argument(
+        "--push-to-hub",
+        type=_hub_repo,
+        metavar="OWNER/NAME",
+        help="then save the model to this Hugging Face Hub repository (needs `hf auth login` "
+        "or HF_TOKEN)",
+    )
     return parser
 
 
@@ -131,9 +222,9 @@ def export(args):
     import keras_mobilevit
     from keras_mobilevit import export as export_lib
 
-    if args.quantize == "int8" and not args.calibration_images:
+    if args.quantize in ("int8", "int8_full") and not args.calibration_images:
         raise ValueError(
-            "--quantize int8 needs --calibration-images DIR: full-integer quantization sets "
+            f"--quantize {args.quantize} needs --calibration-images DIR: integer quantization sets "
             "each activation's range from real images."
         )
     size = args.input_size or export_lib.DEFAULT_INPUT_SIZE
@@ -155,6 +246,48 @@ def export(args):
     print(f"max |difference| from Keras on a random batch: {report.max_difference:.3g}")
 
 
+def train(args):
+    from keras_mobilevit import training
+
+    history = training.finetune(
+        dataset=args.dataset,
+        model=args.model,
+        weights=None if args.weights.lower() == "none" else args.weights,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        label_smoothing=args.label_smoothing,
+        mixed_precision=args.mixed_precision,
+        freeze_backbone_epochs=args.freeze_backbone_epochs,
+        output_dir=args.output,
+        distribute=args.distribute,
+        seed=args.seed,
+        patience=args.patience,
+        steps_per_epoch=args.steps_per_epoch,
+        max_examples=args.max_examples,
+        data_dir=args.data_dir,
+    )
+    metrics = history.metrics
+    top5 = metrics["test_top5_accuracy"]
+    print(
+        f"test ({metrics['test_examples']} images): top-1 {metrics['test_accuracy']:.2%}, "
+        + (f"top-5 {top5:.2%}, " if top5 is not None else "")
+        + f"macro F1 {metrics['test_macro_f1']:.3f}, loss {metrics['test_loss']:.4f}"
+    )
+    model_path = os.path.join(history.output_dir, "model.keras")
+    print(f"model, history, metrics and plots: {history.output_dir}")
+    if args.push_to_hub:
+        try:
+            url = training.push_to_hub(history.model, args.push_to_hub)
+        except OSError as e:
+            raise training.HubUploadError(
+                f"{e}\nThe trained model is saved in {model_path}; to publish it later, run "
+                f"keras_mobilevit.training.push_to_hub({model_path!r}, {args.push_to_hub!r})."
+            ) from e
+        print(f"pushed to {url}; load it with keras.saving.load_model('hf://{args.push_to_hub}')")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -162,9 +295,14 @@ def main(argv=None):
             predict(args)
         elif args.command == "export":
             export(args)
+        elif args.command == "train":
+            train(args)
     except (ValueError, OSError) as e:
         print(f"keras-mobilevit: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # finetune has said where the checkpoint is and how to resume.
+        return 130
     return 0
 
 

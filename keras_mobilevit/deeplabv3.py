@@ -15,7 +15,7 @@ from keras import layers
 from keras_mobilevit import mobilevit, mobilevitv2
 from keras_mobilevit import weights as weights_lib
 from keras_mobilevit.blocks import conv_bn_act
-from keras_mobilevit.layers import ResizeLike
+from keras_mobilevit.layers import Conv2D, ResizeLike
 from keras_mobilevit.model import build_model, validate_arguments
 
 OUTPUT_STRIDE = 16
@@ -86,7 +86,7 @@ def deeplabv3_head(features, image, channels, classes, upsample):
     x = conv_bn_act(x, channels, 1, activation="relu", name=f"{name}_project")
     x = layers.Dropout(0.1, name=f"{name}_dropout")(x)
     x = layers.SpatialDropout2D(0.1, name="segmentation_head_dropout")(x)
-    x = layers.Conv2D(classes, 1, name="segmentation_head_classifier")(x)
+    x = Conv2D(classes, 1, name="segmentation_head_classifier")(x)
     if upsample:
         x = ResizeLike(name="upsample")([x, image])
     return x

@@ -5,8 +5,8 @@ projections) are stock Keras layers in the functional graph, named after the
 module path of the reference implementation (timm), so that converting a
 checkpoint is a lookup by name. The layers here hold only what Keras does not
 have: patch unfold/fold and resizing, the two attention cores (weightless; their
-projections stay stock layers), GroupNorm with one group, and a depthwise
-convolution that avoids a slow path of JAX on CPUs.
+projections stay stock layers), GroupNorm with one group, and convolutions
+that avoid slow paths of the JAX and PyTorch backends.
 """
 
 import functools
@@ -335,6 +335,34 @@ def _grouped_convolutions_are_slow():
     if keras.backend.backend() != "jax":
         return False
     return all(device.startswith("cpu") for device in keras.distribution.list_devices())
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class Conv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D`, with 1x1 convolutions computed as matrix products off TensorFlow.
+
+    A 1x1 convolution is a matrix product over the channel axis. Keras'
+    PyTorch backend instead permutes every convolution's NHWC input to NCHW
+    and copies it (twice, in Keras 3.15), which cost more than the
+    convolutions themselves in MobileViT; XLA's CPU convolutions are slower
+    than its matrix products too. TensorFlow keeps its convolution, which
+    oneDNN runs as fast as a product. Same weights, configuration and results
+    (to float32 rounding) as the Keras layer.
+    """
+
+    def call(self, inputs):
+        if (
+            keras.backend.backend() == "tensorflow"
+            or tuple(self.kernel_size) != (1, 1)
+            or tuple(self.strides) != (1, 1)
+            or self.groups != 1
+            or self.data_format != "channels_last"
+        ):
+            return super().call(inputs)
+        outputs = ops.matmul(inputs, ops.reshape(self.kernel, self.kernel.shape[2:]))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")

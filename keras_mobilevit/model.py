@@ -56,9 +56,12 @@ Args:
         the bottom of the network.
     weights: `None` (random initialisation),
         {weights},
-        a path to a Keras `.weights.h5` file or a `.safetensors` file in
-        timm's layout, or `"hf://owner/repo"` for a Hub repository that
-        holds a `model.safetensors` in timm's layout.
+        a path to a Keras `.weights.h5` file, a `.safetensors` file in
+        timm's layout or a `.keras` model of the same variant (a fine-tuned
+        one: its weights are taken layer by layer, by name), or
+        `"hf://owner/repo"` for a Hub repository that holds a
+        `model.safetensors` in timm's layout or a Keras model saved with
+        `model.save("hf://owner/repo")`.
     input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
         the image input of the model.
     input_shape: optional shape tuple `(height, width, 3)`, each side at least

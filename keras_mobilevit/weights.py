@@ -4,6 +4,10 @@ Pretrained weights live on the Hugging Face Hub in timm's repositories and are
 fetched with `huggingface_hub`, so its cache, `HF_HOME`, `HF_ENDPOINT` and
 `HF_HUB_OFFLINE` work as everywhere else. They are read with `safetensors`'
 numpy API: no torch and no unpickling at run time.
+
+A Hub repository may instead hold a Keras model, as `model.save("hf://owner/repo")`
+writes it (a fine-tuned classifier, for instance): its weights are then copied
+layer by layer, by name, from the saved model.
 """
 
 import hashlib
@@ -16,7 +20,10 @@ from keras_mobilevit import convert, transformers_layout
 
 HUB_PREFIX = "hf://"
 CHECKPOINT_FILENAME = "model.safetensors"
+# What `model.save("hf://owner/repo")` writes (with metadata.json and a README).
+KERAS_MODEL_FILES = ("config.json", "model.weights.h5")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
 
 class WeightsUnavailableError(OSError):
@@ -25,7 +32,11 @@ class WeightsUnavailableError(OSError):
 
 def is_path(weights):
     """Whether a `weights` string names a file rather than a weights set."""
-    return weights.endswith((".h5", ".safetensors", ".bin")) or os.sep in weights or "/" in weights
+    return (
+        weights.endswith((".h5", ".safetensors", ".bin", ".keras"))
+        or os.sep in weights
+        or "/" in weights
+    )
 
 
 def validate(weights, hub_repos):
@@ -36,7 +47,7 @@ def validate(weights, hub_repos):
         valid = ", ".join(repr(k) for k in [None, *hub_repos])
         raise ValueError(
             f"Unknown weights={weights!r}. Valid values: {valid}, a path to a "
-            "'.weights.h5' or '.safetensors' file, or 'hf://owner/repo'."
+            "'.weights.h5', '.safetensors' or '.keras' file, or 'hf://owner/repo'."
         )
     if not os.path.isfile(os.path.expanduser(weights)):
         raise FileNotFoundError(f"No weights file at {weights!r}.")
@@ -58,22 +69,65 @@ def resolve(weights, hub_repos, filenames=(CHECKPOINT_FILENAME,)):
 
     Args:
         weights: `"imagenet"` (or another key of `hub_repos`), `"hf://owner/repo"`,
-            or a path to a `.weights.h5` or `.safetensors` file.
+            or a path to a `.weights.h5`, `.safetensors` or `.keras` file.
         hub_repos: mapping of weights-set name to Hub repository id.
         filenames: the checkpoint file names to look for in a Hub
             repository, in order of preference.
+
+    Returns:
+        The path of a weights file, or, for an `"hf://"` repository holding
+        a Keras model rather than a checkpoint, of the folder of its
+        `config.json` and `model.weights.h5`.
     """
     repo_id = hub_repos.get(weights) or _hub_repo_id(weights)
     if repo_id is not None:
-        for filename in filenames[:-1]:
-            try:
-                return download(repo_id, filename)
-            except WeightsUnavailableError as e:
-                if not isinstance(e.__cause__, _missing_file_errors()):
-                    raise
-        return download(repo_id, filenames[-1])
+        try:
+            for filename in filenames[:-1]:
+                try:
+                    return download(repo_id, filename)
+                except WeightsUnavailableError as e:
+                    if not isinstance(e.__cause__, _missing_file_errors()):
+                        raise
+            return download(repo_id, filenames[-1])
+        except WeightsUnavailableError as e:
+            if weights in hub_repos:
+                raise
+            return _keras_model_folder(repo_id, e)
     validate(weights, hub_repos)
     return os.path.expanduser(weights)
+
+
+def _keras_model_folder(repo_id, error):
+    """The local folder of a Hub repository's Keras model, where it has no checkpoint.
+
+    `error` is the failure to find a checkpoint. Where the repository exists
+    without one, its file list says whether it holds a Keras model, which is
+    then downloaded; where the Hub cannot be reached, a Keras model already in
+    the cache is used. Otherwise `error` is raised, saying what was looked for.
+    """
+    import huggingface_hub
+    from huggingface_hub import errors
+
+    cause = error.__cause__
+    if isinstance(cause, _missing_file_errors()):
+        try:
+            files = set(huggingface_hub.list_repo_files(repo_id))
+        except Exception:
+            raise error from cause
+        if not set(KERAS_MODEL_FILES) <= files:
+            raise WeightsUnavailableError(
+                f"{error} Nor does it hold a Keras model ({' and '.join(KERAS_MODEL_FILES)}, "
+                'as model.save("hf://owner/repo") writes).'
+            ) from cause
+        paths = [download(repo_id, filename) for filename in KERAS_MODEL_FILES]
+        return os.path.dirname(paths[0])
+    if isinstance(cause, errors.LocalEntryNotFoundError):
+        cached = [huggingface_hub.try_to_load_from_cache(repo_id, f) for f in KERAS_MODEL_FILES]
+        if all(isinstance(path, str) for path in cached):
+            for path in cached:
+                verify_cached_file(path)
+            return os.path.dirname(cached[0])
+    raise error from cause
 
 
 def _missing_file_errors():
@@ -130,25 +184,30 @@ def _is_http_client_error(error):
 
 
 def verify_cached_file(path):
-    """Checks a Hub download against the SHA-256 the Hub advertised for it.
+    """Checks a Hub download against the hash the Hub advertised for it.
 
     huggingface_hub names each cached blob after the file's ETag, which for
-    files stored with Git LFS (all checkpoints) is the SHA-256 of the content.
-    A file that does not hash to its name is removed from the cache, so the next
-    call downloads it again instead of trusting it.
+    files stored with Git LFS (all checkpoints) is the SHA-256 of the content,
+    and for plain git files (a Keras model's `config.json`, say) the git blob
+    SHA-1 (of `b"blob <size>\\0"` and the content). A file that does not hash to
+    its name is removed from the cache, so the next call downloads it again
+    instead of trusting it.
     """
     blob = os.path.realpath(path)
     expected = os.path.basename(blob)
-    if not _SHA256.match(expected):
+    if _SHA256.match(expected):
+        digest, kind = hashlib.sha256(), "SHA-256"
+    elif _GIT_SHA1.match(expected):
+        digest, kind = hashlib.sha1(b"blob %d\0" % os.path.getsize(blob)), "git blob SHA-1"
+    else:
         return
-    digest = hashlib.sha256()
     with open(blob, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     if digest.hexdigest() != expected:
         _evict(path, blob)
         raise ValueError(
-            f"The downloaded weights file {path} is corrupt (SHA-256 {digest.hexdigest()}, "
+            f"The downloaded weights file {path} is corrupt ({kind} {digest.hexdigest()}, "
             f"expected {expected}). It has been removed from the cache; run again to download "
             "it anew."
         )
@@ -204,9 +263,14 @@ def read_safetensors(path):
 def load(model, path, include_top):
     """Loads a `.safetensors` (timm layout) or Keras `.weights.h5` file into `model`.
 
-    Nothing is assigned unless every tensor matches; on error the model is left
-    as it was.
+    Or a Keras model (a `.keras` file, or a folder of `config.json` and
+    `model.weights.h5`), whose layers give their weights to the layers of the
+    same name. Nothing is assigned unless every tensor matches; on error the
+    model is left as it was.
     """
+    if os.path.isdir(path) or path.endswith(".keras"):
+        _load_keras_model(model, path)
+        return
     if path.endswith(".h5"):
         _load_keras_weights(model, path)
         return
@@ -232,3 +296,58 @@ def _load_keras_weights(model, path):
             f"Could not load the Keras weights file {path} into {model.name}; the file is for "
             f"another variant or configuration (include_top, classes). {reason}"
         ) from e
+
+
+def _load_keras_model(model, path):
+    """Copies the weights of the Keras model saved at `path` into `model`, layer by layer.
+
+    Layers are matched by name, so the saved model may have a top where
+    `model` has none (`include_top=False`), or another input size. Every
+    layer of `model` with weights must be found, with the same shapes.
+    """
+    import keras_mobilevit  # noqa: F401  (registers the layers the saved model needs)
+
+    where = _describe_keras_model(path)
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as e:
+        raise ValueError(f"Could not load the Keras model in {where}: {e}") from e
+    layers = {layer.name: layer for layer in source.layers}
+    plan = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        other = layers.get(layer.name)
+        if other is None or len(other.weights) != len(layer.weights):
+            raise ValueError(
+                f"The Keras model {source.name!r} in {where} has no layer "
+                f"{layer.name!r} with the weights this {model.name} needs: it is not a "
+                f"{model.name} (nor built the way keras_mobilevit builds it)."
+            )
+        for variable, value in zip(layer.weights, other.weights, strict=True):
+            if tuple(variable.shape) == tuple(value.shape):
+                plan.append((variable, keras.ops.convert_to_numpy(value.value)))
+            elif layer.name == "head_fc":
+                raise ValueError(
+                    f"The Keras model in {where} classifies into {value.shape[-1]} "
+                    f"classes, and this model into {variable.shape[-1]}: build it with "
+                    f"classes={value.shape[-1]}, or with include_top=False for its backbone only."
+                )
+            else:
+                raise ValueError(
+                    f"Layer {layer.name!r} of the Keras model in {where} has a "
+                    f"{variable.name!r} of shape {tuple(value.shape)}, but this model needs "
+                    f"{tuple(variable.shape)}: the model is another MobileViT variant."
+                )
+    for variable, value in plan:
+        variable.assign(value.astype(variable.dtype))
+
+
+def _describe_keras_model(path):
+    """`"hf://owner/repo"` for a Hub download in huggingface_hub's cache, else the path."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    if os.path.isdir(path) and len(parts) >= 3 and parts[-2] == "snapshots":
+        repo = parts[-3]
+        if repo.startswith("models--"):
+            return f"{HUB_PREFIX}{repo.removeprefix('models--').replace('--', '/')} ({path})"
+    return path

@@ -25,6 +25,32 @@ It implements just enough of the Hub for ``huggingface_hub.hf_hub_download``
   once per ``HF_HOME`` (user-agent telemetry) unless
   ``HF_HUB_DISABLE_TELEMETRY=1``; :meth:`FakeHub.env` sets that variable.
 
+* ``GET /api/models/{repo_id}[/revision/{revision}]`` -- the repository's
+  information (``id``, ``sha``, ``siblings``), as ``HfApi.model_info`` and
+  ``snapshot_download`` read it.
+
+* ``GET /api/models/{repo_id}/tree/{revision}[/{path}][?recursive=true]`` --
+  the file listing (``HfApi.list_repo_tree``, ``list_repo_files``,
+  ``snapshot_download``): files with their git blob sha1 as ``oid``, and their
+  ``lfs`` sha256 where stored with LFS; folders too when recursive.
+
+Uploads (``HfApi.create_repo``, ``upload_file``, ``upload_folder``,
+``create_commit``, and so ``keras.Model.save("hf://owner/repo")``), which need
+``Authorization: Bearer`` :data:`TOKEN` (``401`` otherwise, as the Hub answers
+a missing or wrong token):
+
+* ``POST /api/repos/create`` -- creates an empty model repository; ``409`` if it
+  exists (``exist_ok=True`` then goes on).
+* ``POST /api/validate-yaml`` -- huggingface_hub's check of a ``README.md``'s
+  metadata before uploading it: ``400`` when its ``---`` block is not closed,
+  no errors otherwise (the metadata itself is not checked). No token needed.
+* ``POST /api/models/{repo_id}/preupload/{revision}`` -- answers
+  ``uploadMode: "regular"`` for every file, so huggingface_hub sends the
+  content base64-encoded in the commit itself: no LFS, no Xet.
+* ``POST /api/models/{repo_id}/commit/{revision}`` -- the ndjson commit: files
+  are stored (as plain git files, ``lfs=False``) or deleted, and the repository
+  gets a new commit sha, which the download routes then serve and accept.
+
 Unknown repositories answer ``404`` with ``X-Error-Code: RepoNotFound``,
 unknown files ``404`` with ``X-Error-Code: EntryNotFound`` (plus
 ``X-Repo-Commit``), unknown revisions ``404`` with
@@ -35,17 +61,20 @@ is ever sent, so the plain HTTP download path is always used even when
 ``hf_xet`` is installed.
 
 Only model repositories are served (no ``datasets/`` or ``spaces/`` prefix).
-The revision ``"main"`` and the commit :data:`FAKE_COMMIT` are accepted.
+The revision ``"main"`` and the repository's commit are accepted: :data:`FAKE_COMMIT`
+until an upload commits to it, then the sha of its newest commit.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Self
 from urllib.parse import quote, unquote, urlsplit
@@ -55,6 +84,14 @@ FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 REVISION = "main"
 """The only branch name the fake Hub knows."""
+
+TOKEN = "hf_fake_write_token"
+"""The token uploads must carry (``FakeHub.env(..., token=TOKEN)`` sets it)."""
+
+_API_MODELS_RE = re.compile(
+    r"^/api/models/(?P<repo>[^/]+(?:/[^/]+)??)"
+    r"(?:/(?P<action>revision|tree|preupload|commit)(?:/(?P<rest>.*))?)?$"
+)
 
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _EMPTY_AGENT_REGISTRY = json.dumps({"standardEnvVars": [], "harnesses": {}}).encode()
@@ -78,6 +115,11 @@ class _File:
         """The bytes really sent on GET."""
         return self.data if self.serve is None else self.serve
 
+    @property
+    def git_oid(self) -> str:
+        """The git blob sha1 of ``data``, the ``oid`` the Hub lists for every file."""
+        return hashlib.sha1(b"blob %d\0" % len(self.data) + self.data).hexdigest()
+
 
 class FakeHub:
     """A fake Hugging Face Hub on ``127.0.0.1``, served from a daemon thread.
@@ -97,6 +139,8 @@ class FakeHub:
 
     def __init__(self) -> None:
         self._files: dict[tuple[str, str], _File] = {}
+        self._repos: set[str] = set()  # created empty, or by an upload
+        self._commits: dict[str, str] = {}  # repo -> newest commit, where one was made
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -142,13 +186,31 @@ class FakeHub:
         with self._lock:
             return self._files[(repo_id, filename)].etag
 
-    def env(self, hf_home: str | os.PathLike[str], *, offline: bool = False) -> dict[str, str]:
+    def commit(self, repo_id: str) -> str:
+        """The repository's current commit sha (:data:`FAKE_COMMIT` until an upload)."""
+        with self._lock:
+            return self._commits.get(repo_id, FAKE_COMMIT)
+
+    def files(self, repo_id: str) -> dict[str, bytes]:
+        """``{filename: content}`` of a repository, uploads included."""
+        with self._lock:
+            files = sorted(self._files.items())
+            return {name: f.data for (repo, name), f in files if repo == repo_id}
+
+    def env(
+        self,
+        hf_home: str | os.PathLike[str],
+        *,
+        offline: bool = False,
+        token: str | None = None,
+    ) -> dict[str, str]:
         """A copy of ``os.environ`` that points huggingface_hub at this server.
 
         Sets ``HF_ENDPOINT`` and ``HF_HOME``, drops variables that would move the
         cache or add a token, disables telemetry and progress bars, and bypasses
         any proxy for the loopback host names. ``offline=True`` adds
-        ``HF_HUB_OFFLINE=1``.
+        ``HF_HUB_OFFLINE=1``. ``token`` (e.g. :data:`TOKEN`, for uploads) is set
+        as ``HF_TOKEN`` and sent with every request; without it none is sent.
         """
         env = dict(os.environ)
         for var in (
@@ -174,6 +236,9 @@ class FakeHub:
         )
         if offline:
             env["HF_HUB_OFFLINE"] = "1"
+        if token is not None:
+            env["HF_TOKEN"] = token
+            del env["HF_HUB_DISABLE_IMPLICIT_TOKEN"]
         return env
 
     # -- lifecycle ----------------------------------------------------------
@@ -213,8 +278,44 @@ class FakeHub:
     def _lookup(self, repo_id: str, filename: str) -> tuple[bool, _File | None]:
         """(repo exists, file or None)."""
         with self._lock:
-            repo_exists = any(repo == repo_id for repo, _ in self._files)
-            return repo_exists, self._files.get((repo_id, filename))
+            return self._exists(repo_id), self._files.get((repo_id, filename))
+
+    def _exists(self, repo_id: str) -> bool:
+        # Called with the lock held.
+        return repo_id in self._repos or any(repo == repo_id for repo, _ in self._files)
+
+    def _listing(self, repo_id: str) -> list[tuple[str, _File]]:
+        with self._lock:
+            return [(name, f) for (repo, name), f in sorted(self._files.items()) if repo == repo_id]
+
+    def _create(self, repo_id: str) -> bool:
+        """Creates an empty repository; False if it exists."""
+        with self._lock:
+            if self._exists(repo_id):
+                return False
+            self._repos.add(repo_id)
+            return True
+
+    def _apply_commit(self, repo_id: str, operations: list[dict], payload: bytes) -> str:
+        """Adds and deletes files as ``operations`` say; returns the new commit sha."""
+        with self._lock:
+            for operation in operations:
+                key, value = operation["key"], operation["value"]
+                if key == "file":
+                    data = base64.b64decode(value["content"])
+                    self._files[(repo_id, value["path"])] = _File(data, lfs=False, serve=None)
+                elif key == "deletedFile":
+                    self._files.pop((repo_id, value["path"]), None)
+                elif key == "deletedFolder":
+                    prefix = value["path"].rstrip("/") + "/"
+                    for repo, name in list(self._files):
+                        if repo == repo_id and name.startswith(prefix):
+                            del self._files[(repo, name)]
+            self._repos.add(repo_id)
+            parent = self._commits.get(repo_id, FAKE_COMMIT)
+            commit = hashlib.sha1(parent.encode() + payload + str(time.time_ns()).encode())
+            self._commits[repo_id] = commit.hexdigest()
+            return self._commits[repo_id]
 
     def _cdn_location(self, repo_id: str, filename: str) -> str:
         return f"{self._cdn_url}/cdn/{quote(repo_id)}/{quote(filename)}"
@@ -231,6 +332,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._dispatch(head=False)
+
+    def do_POST(self) -> None:
+        self.hub._log(self.command, self.path)
+        body = self._read_body()
+        path = unquote(urlsplit(self.path).path)
+        match = _API_MODELS_RE.match(path)
+        if path == "/api/validate-yaml":
+            self._validate_yaml(json.loads(body).get("content", ""))
+        elif path != "/api/repos/create" and not (
+            match and match["action"] in ("preupload", "commit")
+        ):
+            self._error(404, "NotFound", f"Not found: {path}", head=False)
+        elif self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            message = (
+                "Invalid credentials in Authorization header"
+                if self.headers.get("Authorization")
+                else "Invalid username or password."
+            )
+            self._error(401, "Unauthorized", message, head=False)
+        elif path == "/api/repos/create":
+            self._create_repo(json.loads(body))
+        elif match["action"] == "preupload":
+            self._preupload(match["repo"], match["rest"] or "", json.loads(body))
+        else:
+            self._commit(match["repo"], match["rest"] or "", body)
 
     def log_message(self, format: str, *args: object) -> None:
         """Silence the default stderr access log."""
@@ -271,12 +397,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
         self._reply(status, headers, body, head=head)
 
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _json(self, value: object, *, status: int = 200, head: bool = False) -> None:
+        body = json.dumps(value).encode()
+        self._reply(status, {"Content-Type": "application/json"}, body, head=head)
+
     def _dispatch(self, *, head: bool) -> None:
         self.hub._log(self.command, self.path)
-        path = unquote(urlsplit(self.path).path)
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        match = _API_MODELS_RE.match(path)
         if path == "/api/agent-harnesses":
             headers = {"Content-Type": "application/json"}
             self._reply(200, headers, _EMPTY_AGENT_REGISTRY, head=head)
+        elif match and match["action"] in (None, "revision"):
+            self._model_info(match["repo"], match["rest"] or REVISION, head=head)
+        elif match and match["action"] == "tree":
+            revision, _, folder = (match["rest"] or REVISION).partition("/")
+            recursive = "recursive=true" in split.query.lower()
+            self._tree(match["repo"], revision, folder, recursive, head=head)
         elif path.startswith("/cdn/"):
             self._cdn(path[len("/cdn/") :], head=head)
         elif "/resolve/" in path:
@@ -292,7 +442,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not repo_exists:
             self._error(404, "RepoNotFound", "Repository not found", head=head)
             return
-        if revision not in (REVISION, FAKE_COMMIT):
+        commit = self.hub.commit(repo_id)
+        if revision not in (REVISION, commit):
             self._error(404, "RevisionNotFound", "Invalid rev id: " + revision, head=head)
             return
         if file is None:
@@ -301,13 +452,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 "EntryNotFound",
                 "Entry not found",
                 head=head,
-                **{"X-Repo-Commit": FAKE_COMMIT},
+                **{"X-Repo-Commit": commit},
             )
             return
         size = str(len(file.data))
         if file.lfs:
             headers = {
-                "X-Repo-Commit": FAKE_COMMIT,
+                "X-Repo-Commit": commit,
                 "X-Linked-Etag": f'"{file.etag}"',
                 "X-Linked-Size": size,
                 "ETag": f'"{file.etag}"',
@@ -316,14 +467,122 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(302, headers, head=head)
         elif head:
             headers = {
-                "X-Repo-Commit": FAKE_COMMIT,
+                "X-Repo-Commit": commit,
                 "ETag": f'"{file.etag}"',
                 "Content-Length": size,
                 "Content-Type": "application/octet-stream",
             }
             self._reply(200, headers, head=True)
         else:
-            self._send_content(file, extra={"X-Repo-Commit": FAKE_COMMIT})
+            self._send_content(file, extra={"X-Repo-Commit": commit})
+
+    def _check_repo(self, repo_id: str, revision: str, *, head: bool) -> bool:
+        """Answers 404 (and returns False) for an unknown repository or revision."""
+        repo_exists, _ = self.hub._lookup(repo_id, "")
+        if not repo_exists:
+            self._error(404, "RepoNotFound", "Repository not found", head=head)
+            return False
+        if revision not in (REVISION, self.hub.commit(repo_id)):
+            self._error(404, "RevisionNotFound", "Invalid rev id: " + revision, head=head)
+            return False
+        return True
+
+    def _model_info(self, repo_id: str, revision: str, *, head: bool) -> None:
+        """``/api/models/{repo_id}[/revision/{revision}]``."""
+        if not self._check_repo(repo_id, revision, head=head):
+            return
+        siblings = [{"rfilename": name} for name, _ in self.hub._listing(repo_id)]
+        info = {
+            "id": repo_id,
+            "modelId": repo_id,
+            "sha": self.hub.commit(repo_id),
+            "private": False,
+            "siblings": siblings,
+        }
+        self._json(info, head=head)
+
+    def _tree(self, repo_id: str, revision: str, folder: str, recursive: bool, *, head: bool):
+        """``/api/models/{repo_id}/tree/{revision}[/{folder}]``: files, and folders."""
+        if not self._check_repo(repo_id, revision, head=head):
+            return
+        prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+        entries: dict[str, dict] = {}
+        for name, file in self.hub._listing(repo_id):
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix) :].split("/")
+            for depth in range(1, len(parts)):  # the folders on the way
+                path = prefix + "/".join(parts[:depth])
+                if depth == 1 or recursive:
+                    oid = hashlib.sha1(path.encode()).hexdigest()
+                    folder_entry = {"type": "directory", "oid": oid, "size": 0, "path": path}
+                    entries.setdefault(path, folder_entry)
+            if len(parts) == 1 or recursive:
+                entry = {"type": "file", "oid": file.git_oid, "size": len(file.data), "path": name}
+                if file.lfs:
+                    entry["lfs"] = {"oid": file.etag, "size": len(file.data), "pointerSize": 134}
+                entries[name] = entry
+        self._json(list(entries.values()), head=head)
+
+    def _create_repo(self, payload: dict) -> None:
+        """``POST /api/repos/create``."""
+        if payload.get("type", "model") not in (None, "model"):
+            self._error(400, "BadRequest", "Only model repositories are served", head=False)
+            return
+        name, organization = payload["name"], payload.get("organization")
+        repo_id = f"{organization}/{name}" if organization else name
+        url = f"{self.hub.url}/{repo_id}"
+        if not self.hub._create(repo_id):
+            self._json({"error": "You already created this model repo", "url": url}, status=409)
+            return
+        self._json({"url": url, "name": repo_id, "id": repo_id})
+
+    def _validate_yaml(self, content: str) -> None:
+        """``POST /api/validate-yaml``: only that a metadata block is closed."""
+        lines = content.lstrip().splitlines()
+        if lines and lines[0].strip() == "---" and "---" not in (x.strip() for x in lines[1:]):
+            error = {"message": "The metadata block opened by '---' is not closed"}
+            self._json({"errors": [error], "warnings": []}, status=400)
+            return
+        self._json({"errors": [], "warnings": []})
+
+    def _preupload(self, repo_id: str, revision: str, payload: dict) -> None:
+        """``POST /api/models/{repo_id}/preupload/{revision}``: every file is "regular"."""
+        if not self._check_repo(repo_id, revision, head=False):
+            return
+        files = []
+        for entry in payload["files"]:
+            _, existing = self.hub._lookup(repo_id, entry["path"])
+            files.append(
+                {
+                    "path": entry["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": None if existing is None else existing.git_oid,
+                }
+            )
+        self._json({"files": files, "commitOid": self.hub.commit(repo_id)})
+
+    def _commit(self, repo_id: str, revision: str, body: bytes) -> None:
+        """``POST /api/models/{repo_id}/commit/{revision}``: the ndjson operations."""
+        if not self._check_repo(repo_id, revision, head=False):
+            return
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        operations = [line for line in lines if line.get("key") != "header"]
+        unsupported = {op["key"] for op in operations} - {"file", "deletedFile", "deletedFolder"}
+        if unsupported:
+            message = f"The fake Hub stores regular files only, got {sorted(unsupported)}"
+            self._error(400, "BadRequest", message, head=False)
+            return
+        commit = self.hub._apply_commit(repo_id, operations, body)
+        self._json(
+            {
+                "success": True,
+                "commitOid": commit,
+                "commitUrl": f"{self.hub.url}/{repo_id}/commit/{commit}",
+                "hookOutput": "",
+            }
+        )
 
     def _cdn(self, rest: str, *, head: bool) -> None:
         """``/cdn/{repo_id}/{filename}``: the LFS bytes (no Hub headers)."""
