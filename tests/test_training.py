@@ -302,6 +302,47 @@ def test_data_parallel_on_two_logical_cpus_learns_like_one_device(tmp_path):
     assert one["test_examples"] == two["test_examples"] == 3
 
 
+_DATA_PARALLEL_JAX = """
+import json, sys
+import keras
+from keras_mobilevit import training
+
+folder, output = sys.argv[1], sys.argv[2]
+result = {}
+for distribute in (None, "mirrored"):
+    history = training.finetune(
+        dataset=folder, model="MobileViT_XXS", weights=None, image_size=32, epochs=3,
+        freeze_backbone_epochs=3, batch_size=8, learning_rate=2e-3,
+        output_dir=f"{output}/{distribute}", distribute=distribute, seed=0,
+    )
+    kernel = history.model.get_layer("head_fc").kernel.value
+    result[str(distribute)] = {
+        "loss": history.history["loss"],
+        "devices": len(kernel.sharding.device_set),
+        "test_examples": history.metrics["test_examples"],
+    }
+print("RESULT " + json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_jax_cpu_devices_learns_like_one_device(tmp_path):
+    """keras.distribution.DataParallel on JAX, with XLA's host platform split in two."""
+    folder = make_class_folders(tmp_path / "colours", per_class=10)
+    code = _DATA_PARALLEL_JAX.replace("sys.argv[1], sys.argv[2]", f"{folder!r}, {str(tmp_path)!r}")
+    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    proc = run_python(code, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    result = json.loads(line.removeprefix("RESULT "))
+    one, two = result["None"], result["mirrored"]
+    assert (one["devices"], two["devices"]) == (1, 2)  # the weights live on both devices
+    for losses in (one["loss"], two["loss"]):
+        assert losses[0] > losses[1] > losses[2]
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=0.05)
+    assert one["test_examples"] == two["test_examples"] == 3
+
+
 # -- interruption -------------------------------------------------------------------------
 
 
