@@ -38,4 +38,20 @@ def test_export_latency_runs_and_prints_a_table():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| MobileViT_XXS")]
-    assert len(rows) == 5, result.stdout
+    runtimes = [row.split("|")[2].strip() for row in rows]
+    assert runtimes == [
+        "Keras (TensorFlow, graph)",
+        *(f"LiteRT {q} (XNNPACK)" for q in ("fp32", "float16", "dynamic", "int8", "int8_full")),
+        "ONNX Runtime fp32",
+    ], result.stdout
+
+
+@pytest.mark.slow
+def test_profile_ops_runs_and_prints_the_op_table():
+    result = run(
+        "profile_ops.py", "--model", "MobileViT_XXS", "--batch", "1", "--size", "64",
+        "--runs", "1", "--optimize", "float32", "--top", "5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| op | ms per batch | share |" in result.stdout
+    assert "Conv2D" in result.stdout  # the convolutions, by op type
