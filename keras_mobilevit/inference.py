@@ -18,7 +18,6 @@ import collections
 import keras
 import numpy as np
 
-_HISTORY = "keras_history"
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
@@ -52,7 +51,7 @@ def optimize_for_inference(model, compute_dtype="float32"):
         raise ValueError(
             f"compute_dtype={compute_dtype!r} is not supported; valid: {', '.join(COMPUTE_DTYPES)}."
         )
-    return _rebuild(model, mixed_bfloat16=compute_dtype == "bfloat16")
+    return _rebuild(model, "optimize_for_inference", mixed_bfloat16=compute_dtype == "bfloat16")
 
 
 def fold_batchnorm(model):
@@ -83,14 +82,14 @@ def fold_batchnorm(model):
     model = keras_mobilevit.fold_batchnorm(keras_mobilevit.MobileViT_S(weights="imagenet"))
     ```
     """
-    return _rebuild(model, mixed_bfloat16=False)
+    return _rebuild(model, "fold_batchnorm", mixed_bfloat16=False)
 
 
-def _rebuild(model, mixed_bfloat16):
+def _rebuild(model, caller, mixed_bfloat16):
     config = model.get_config() if isinstance(model, keras.Model) else None
     if not isinstance(config, dict) or "input_layers" not in config:
         raise TypeError(
-            "fold_batchnorm takes a functional keras.Model, such as the models the "
+            f"{caller} takes a functional keras.Model, such as the models the "
             f"keras_mobilevit builders return; got {type(model).__name__}. Rebuild a "
             "Sequential or subclassed model with the functional API first."
         )
@@ -130,16 +129,11 @@ def _foldable_pairs(config, layers):
 def _fold_config(config, folds):
     def rewire(value):
         if isinstance(value, dict):
-            return {
-                key: [folds.get(item[0], item[0]), *item[1:]] if key == _HISTORY else rewire(item)
-                for key, item in value.items()
-            }
+            return {key: rewire(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
-            rewired = [rewire(item) for item in value]
-            # output_layers holds bare [name, node, tensor] triples.
-            if _is_history(rewired) and rewired[0] in folds:
-                rewired[0] = folds[rewired[0]]
-            return rewired
+            if _is_history(value):
+                return [folds.get(value[0], value[0]), *value[1:]]
+            return [rewire(item) for item in value]
         return value
 
     config = rewire(config)
@@ -203,13 +197,13 @@ def _numpy(variable, dtype):
 
 
 def _histories(value):
-    """Every `[layer name, node index, tensor index]` a config refers to."""
+    """Every `[layer name, node index, tensor index]` a config refers to.
+
+    Tensors' `keras_history` and the model's `output_layers` both hold them.
+    """
     if isinstance(value, dict):
-        for key, item in value.items():
-            if key == _HISTORY:
-                yield item
-            else:
-                yield from _histories(item)
+        for item in value.values():
+            yield from _histories(item)
     elif isinstance(value, list | tuple):
         if _is_history(value):
             yield value
