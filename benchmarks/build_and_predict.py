@@ -7,11 +7,19 @@ because absolute times drift on a shared machine.
 
     python benchmarks/build_and_predict.py [--models MobileViT_XXS MobileViT_XS MobileViT_S
         MobileViTV2_100] [--batches 1 16] [--size 256] [--repeats 5] [--rounds 2]
-        [--threads 2] [--peers ...]
+        [--threads 2] [--peers ...] [--system-allocator]
 
 Peers not installed are reported as skipped: kimm (`pip install --no-deps kimm`), timm,
 transformers. Build time is measured after the imports; peak memory is the process's maximum
 resident set size.
+
+Every peer runs with glibc's allocator told to keep freed memory (`MALLOC_MMAP_MAX_=0`,
+`MALLOC_TRIM_THRESHOLD_` high; `--system-allocator` leaves the defaults). By default glibc
+hands each large block back to the system when it is freed, so PyTorch, which frees every
+activation map as it goes, page-faults every new one in again: its throughput swung between
+runs from 12 to 28 img/s (MobileViT_S, batch 16) and settled at the top with these settings.
+TensorFlow's times do not change. PyTorch's CPU tuning guide recommends the same remedy
+(or jemalloc / tcmalloc).
 """
 
 import argparse
@@ -27,9 +35,10 @@ PEERS = {
     REFERENCE: ("tensorflow", "keras_mobilevit"),
     "keras-mobilevit (jax)": ("jax", "keras_mobilevit"),
     "keras-mobilevit (torch)": ("torch", "keras_mobilevit"),
-    # optimize_for_inference: BatchNorm folded; and also computing in bfloat16.
+    # optimize_for_inference: layers merged (BatchNorm folded...); and also in bfloat16.
     "keras-mobilevit folded (tensorflow)": ("tensorflow", "keras_mobilevit:float32"),
     "keras-mobilevit folded bf16 (tensorflow)": ("tensorflow", "keras_mobilevit:bfloat16"),
+    "keras-mobilevit folded (torch)": ("torch", "keras_mobilevit:float32"),
     "kimm (tensorflow)": ("tensorflow", "kimm"),
     "timm (pytorch)": (None, "timm"),
     "transformers (pytorch)": (None, "transformers"),
@@ -99,8 +108,13 @@ print("RESULT " + json.dumps({"build": build, "seconds": seconds, "rss": rss}))
 """
 
 
+ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
+
+
 def run_peer(backend, library, model, args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(args.threads))
+    if not args.system_allocator:
+        env.update(ALLOCATOR)
     env["TF_NUM_INTRAOP_THREADS"] = env["TF_NUM_INTEROP_THREADS"] = str(args.threads)
     if backend:
         env["KERAS_BACKEND"] = backend
@@ -136,10 +150,14 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the peers")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument(
+        "--system-allocator", action="store_true", help="leave glibc's allocator settings alone"
+    )
     args = parser.parse_args()
+    allocator = "system allocator" if args.system_allocator else "MALLOC_MMAP_MAX_=0"
     print(
         f"fp32, {args.size}x{args.size}, batches {args.batches}, {args.threads} threads, "
-        f"{args.rounds} interleaved rounds x {args.repeats} timed runs, medians; "
+        f"{args.rounds} interleaved rounds x {args.repeats} timed runs, medians, {allocator}; "
         f"python {sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} CPUs"
     )
     runs = [(model, peer) for model in args.models for peer in args.peers]

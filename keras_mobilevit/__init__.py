@@ -10,9 +10,11 @@ from keras_mobilevit.imagenet import decode_predictions, preprocess_input
 from keras_mobilevit.inference import fold_batchnorm, optimize_for_inference
 from keras_mobilevit.layers import (
     Conv2D,
+    Dense,
     DepthwiseConv2D,
     Fold,
     GroupNorm1,
+    LayerNormalization,
     MultiHeadSelfAttention,
     ResizeLike,
     ResizeToPatchGrid,
@@ -59,5 +61,7 @@ __all__ = [
     "GroupNorm1",
     "Conv2D",
     "DepthwiseConv2D",
+    "Dense",
+    "LayerNormalization",
     "SeparableSelfAttention",
 ]

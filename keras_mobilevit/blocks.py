@@ -11,9 +11,11 @@ from keras import layers
 
 from keras_mobilevit.layers import (
     Conv2D,
+    Dense,
     DepthwiseConv2D,
     Fold,
     GroupNorm1,
+    LayerNormalization,
     MultiHeadSelfAttention,
     ResizeToPatchGrid,
     SeparableSelfAttention,
@@ -91,15 +93,15 @@ def inverted_residual(x, filters, strides, expansion, name, dilation=1):
 
 def transformer_layer(x, dim, num_heads, mlp_ratio, name):
     """Pre-norm transformer encoder layer (timm's vision_transformer `Block`)."""
-    y = layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm1")(x)
-    y = layers.Dense(3 * dim, name=f"{name}_attn_qkv")(y)
+    y = LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm1")(x)
+    y = Dense(3 * dim, name=f"{name}_attn_qkv")(y)
     y = MultiHeadSelfAttention(num_heads, name=f"{name}_attn")(y)
-    y = layers.Dense(dim, name=f"{name}_attn_proj")(y)
+    y = Dense(dim, name=f"{name}_attn_proj")(y)
     x = layers.Add(name=f"{name}_add1")([x, y])
-    y = layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm2")(x)
-    y = layers.Dense(int(dim * mlp_ratio), name=f"{name}_mlp_fc1")(y)
+    y = LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm2")(x)
+    y = Dense(int(dim * mlp_ratio), name=f"{name}_mlp_fc1")(y)
     y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
-    y = layers.Dense(dim, name=f"{name}_mlp_fc2")(y)
+    y = Dense(dim, name=f"{name}_mlp_fc2")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 
 
@@ -121,7 +123,7 @@ def mobilevit_block(x, transformer_dim, depth, name, patch_size=2, num_heads=4, 
         x = transformer_layer(
             x, transformer_dim, num_heads, mlp_ratio, name=f"{name}_transformer_{i}"
         )
-    x = layers.LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm")(x)
+    x = LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm")(x)
     x = Fold(patch_size, name=f"{name}_fold")([x, local])
     x = conv_bn_act(x, channels, 1, name=f"{name}_conv_proj")
     x = layers.Concatenate(name=f"{name}_concat")([shortcut, x])

@@ -1,4 +1,4 @@
-"""Making a trained model cheaper to run: BatchNorm folded, optionally bfloat16.
+"""Making a trained model cheaper to run: layers merged, optionally bfloat16.
 
 At inference BatchNorm is an affine map per channel, `y * scale + shift`, with
 `scale = gamma / sqrt(variance + epsilon)` and `shift = beta - mean * scale`. A
@@ -6,7 +6,9 @@ convolution followed by it is therefore one convolution with its kernel scaled
 and a bias added. The folded graph does the same arithmetic with one full pass
 over each activation map fewer, which is most of what BatchNorm costs on a CPU
 (MobileViT's activation maps are large: 128x128x256 in MobileViT_S's second
-stage).
+stage). `optimize_for_inference` merges more in the same spirit: activations
+into the layer before them, LayerNorm's scale and shift into the projection
+after it, explicit padding into the strided depthwise convolution after it.
 
 bfloat16 halves the bytes of every activation and lets oneDNN use the CPU's
 bfloat16 dot products (AVX512-BF16, AMX) where it has them; weights stay
@@ -14,6 +16,7 @@ float32 (Keras' `mixed_bfloat16` policy) and the outputs float32.
 """
 
 import collections
+import dataclasses
 
 import keras
 import numpy as np
@@ -24,17 +27,27 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 def optimize_for_inference(model, compute_dtype="float32"):
     """Returns a copy of `model` made for fast inference.
 
-    BatchNorm is folded into the convolutions (see `fold_batchnorm`), which
-    keeps the outputs to float32 rounding. With `compute_dtype="bfloat16"`
-    every layer also computes in bfloat16 under Keras' `mixed_bfloat16`
-    policy, except the layers that produce the model's outputs, which stay
-    float32 so that the outputs are float32. bfloat16 keeps 8 bits of
-    mantissa: expect logits within about 1e-2 relative of float32, and check
-    the top-1 agreement on your own data before you ship it (see
-    docs/performance.md for what was measured).
+    Layers are merged where the arithmetic allows it, keeping the outputs to
+    float32 rounding (about 1e-6 relative):
+
+    - BatchNorm into the convolution before it (see `fold_batchnorm`);
+    - an `Activation` into the convolution or `Dense` before it, when nothing
+      else reads that layer's output (the keras_mobilevit layers then compute
+      SiLU in the form oneDNN fuses into the convolution on TensorFlow);
+    - a LayerNorm's scale and shift into the `Dense` that alone reads it;
+    - the explicit zero padding before a stride-2 depthwise convolution into
+      the convolution (a kernel one larger, with "same" padding).
+
+    With `compute_dtype="bfloat16"` every layer also computes in bfloat16
+    under Keras' `mixed_bfloat16` policy, except the layers that produce the
+    model's outputs, which stay float32 so that the outputs are float32.
+    bfloat16 keeps 8 bits of mantissa: expect logits within about 1e-2
+    relative of float32, and check the top-1 agreement on your own data
+    before you ship it (see docs/performance.md for what was measured).
 
     The result is an ordinary functional Keras model: it saves, loads and
-    exports like the original. It is for inference only.
+    exports like the original, and keeps the names of the layers it kept. It
+    is for inference only.
 
     Args:
         model: a functional `keras.Model`, e.g. from a keras_mobilevit builder.
@@ -51,7 +64,9 @@ def optimize_for_inference(model, compute_dtype="float32"):
         raise ValueError(
             f"compute_dtype={compute_dtype!r} is not supported; valid: {', '.join(COMPUTE_DTYPES)}."
         )
-    return _rebuild(model, "optimize_for_inference", mixed_bfloat16=compute_dtype == "bfloat16")
+    return _rebuild(
+        model, "optimize_for_inference", merge_all=True, bfloat16=compute_dtype == "bfloat16"
+    )
 
 
 def fold_batchnorm(model):
@@ -62,7 +77,8 @@ def fold_batchnorm(model):
     whose output nothing else reads) is merged into that convolution, which
     gains a bias. Everything else, layer names included, is kept, so the
     result saves and loads with `model.save` / `keras.models.load_model` like
-    any Keras model and exports the same way.
+    any Keras model and exports the same way. `optimize_for_inference` does
+    this and more.
 
     The folded model is for inference: it computes what `model` computes with
     `training=False` (to float32 rounding, about 1e-6 relative), and has no
@@ -82,10 +98,50 @@ def fold_batchnorm(model):
     model = keras_mobilevit.fold_batchnorm(keras_mobilevit.MobileViT_S(weights="imagenet"))
     ```
     """
-    return _rebuild(model, "fold_batchnorm", mixed_bfloat16=False)
+    return _rebuild(model, "fold_batchnorm", merge_all=False, bfloat16=False)
 
 
-def _rebuild(model, caller, mixed_bfloat16):
+@dataclasses.dataclass
+class _Graph:
+    """What the rewrites ask of a functional model's config."""
+
+    config: dict
+    layers: dict  # name -> layer of the original model
+
+    def __post_init__(self):
+        self.configs = {c["name"]: c for c in self.config["layers"]}
+        self.outputs = {name for name, *_ in _histories(self.config["output_layers"])}
+        self.readers = collections.defaultdict(list)  # name -> names of the layers reading it
+        for layer_config in self.config["layers"]:
+            for source in _sources(layer_config):
+                self.readers[source].append(layer_config["name"])
+
+    def sole_source(self, name):
+        """The layer whose output alone feeds `name`, if `name` is called once on one tensor."""
+        sources = list(_sources(self.configs[name]))
+        if len(self.configs[name]["inbound_nodes"]) == 1 and len(sources) == 1:
+            return self.layers[sources[0]]
+        return None
+
+    def read_once(self, name):
+        """Whether one layer reads `name`'s output, once, and the model does not return it."""
+        return len(self.readers[name]) == 1 and name not in self.outputs
+
+    def called_once(self, name):
+        return len(self.configs[name]["inbound_nodes"]) == 1
+
+
+@dataclasses.dataclass
+class _Merges:
+    """The planned rewrites, each as removed or changed layer -> the layer it goes into."""
+
+    batchnorms: dict  # BatchNormalization -> convolution
+    activations: dict = dataclasses.field(default_factory=dict)  # Activation -> layer
+    layer_norms: dict = dataclasses.field(default_factory=dict)  # LayerNormalization -> Dense
+    paddings: dict = dataclasses.field(default_factory=dict)  # ZeroPadding2D -> depthwise
+
+
+def _rebuild(model, caller, merge_all, bfloat16):
     config = model.get_config() if isinstance(model, keras.Model) else None
     if not isinstance(config, dict) or "input_layers" not in config:
         raise TypeError(
@@ -93,60 +149,203 @@ def _rebuild(model, caller, mixed_bfloat16):
             f"keras_mobilevit builders return; got {type(model).__name__}. Rebuild a "
             "Sequential or subclassed model with the functional API first."
         )
-    layers = {layer.name: layer for layer in model.layers}
-    folds = _foldable_pairs(config, layers)  # BatchNorm name -> convolution name
-    config = _fold_config(config, folds)
-    if mixed_bfloat16:
+    graph = _Graph(config, {layer.name: layer for layer in model.layers})
+    merges = _Merges(_foldable_batchnorms(graph))
+    if merge_all:
+        merges.activations = _foldable_activations(graph, merges.batchnorms)
+        merges.layer_norms = _foldable_layer_norms(graph)
+        merges.paddings = _foldable_paddings(graph)
+    config = _merged_config(graph, merges)
+    if bfloat16:
         _set_mixed_bfloat16(config)
-    return _copy(config, folds, layers)
+    return _copy(config, merges, graph.layers)
 
 
-def _foldable_pairs(config, layers):
-    readers = collections.Counter(
-        source for layer_config in config["layers"] for source in _sources(layer_config)
-    )
-    readers.update(name for name, *_ in _histories(config["output_layers"]))
+def _foldable_batchnorms(graph):
     folds = {}
-    for layer_config in config["layers"]:
-        norm = layers[layer_config["name"]]
+    for name, norm in graph.layers.items():
         if not isinstance(norm, keras.layers.BatchNormalization):
             continue
-        sources = list(_sources(layer_config))
-        if len(layer_config["inbound_nodes"]) != 1 or len(sources) != 1:
-            continue
-        conv = layers[sources[0]]
+        conv = graph.sole_source(name)
         if (
             isinstance(conv, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
             and conv.data_format == "channels_last"
             and conv.activation is keras.activations.linear
-            and readers[conv.name] == 1
+            and graph.read_once(conv.name)
             and norm.axis in (-1, len(norm.input.shape) - 1)
         ):
-            folds[norm.name] = conv.name
+            folds[name] = conv.name
     return folds
 
 
-def _fold_config(config, folds):
+def _foldable_activations(graph, batchnorms):
+    """The `Activation` layers that become the activation of the layer before them.
+
+    Those that alone read the output of a folded BatchNorm, or of a
+    convolution or `Dense` with no activation of its own: one layer fewer,
+    and the keras_mobilevit layers compute SiLU in the form oneDNN fuses into
+    the convolution or matrix product (see `keras_mobilevit.layers.Conv2D`).
+    Outputs of the model keep their layer, whose name is the output's name.
+    """
+    absorbing = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+    merged = {}
+    for name, activation in graph.layers.items():
+        source = (
+            graph.sole_source(name) if isinstance(activation, keras.layers.Activation) else None
+        )
+        if source is None or name in graph.outputs or not graph.read_once(source.name):
+            continue
+        if source.name in batchnorms:
+            merged[name] = batchnorms[source.name]
+        elif (
+            isinstance(source, absorbing)
+            and source.activation is keras.activations.linear
+            and graph.called_once(source.name)
+        ):
+            merged[name] = source.name
+    return merged
+
+
+def _foldable_layer_norms(graph):
+    """The LayerNorms whose scale and shift can move into the `Dense` that alone reads them.
+
+    `Dense(LayerNorm(x))` is `x` normalised, times a kernel with its rows
+    scaled by gamma, plus a bias that gains `beta @ kernel`: two passes over
+    the tokens fewer (the projections after a transformer's norms).
+    """
+    folds = {}
+    for name, norm in graph.layers.items():
+        if (
+            not isinstance(norm, keras.layers.LayerNormalization)
+            or norm.rms_scaling
+            or not (norm.scale or norm.center)
+            or [axis % len(norm.input.shape) for axis in norm.axis] != [len(norm.input.shape) - 1]
+            or not graph.called_once(name)
+            or not graph.read_once(name)
+        ):
+            continue
+        dense = graph.layers[graph.readers[name][0]]
+        if (
+            isinstance(dense, keras.layers.Dense)
+            and graph.called_once(dense.name)
+            and dense.quantization_mode is None
+        ):
+            folds[name] = dense.name
+    return folds
+
+
+def _foldable_paddings(graph):
+    """The zero paddings that a strided depthwise convolution after them can do itself.
+
+    timm pads a stride-2 `k x k` convolution by `k // 2` on every side;
+    TensorFlow's "same" padding would pad the top and left less, so the
+    models pad explicitly, which costs a pass over the map. A `(k + 1) x (k + 1)`
+    kernel with a last row and column of zeros and "same" padding gives the
+    same outputs for every input size, and a depthwise convolution costs no
+    more for it (it reads each input once either way): 30% less time for
+    MobileViT's strided depthwise convolutions on TensorFlow.
+    """
+    folds = {}
+    for name, conv in graph.layers.items():
+        pad = graph.sole_source(name)
+        if not isinstance(conv, keras.layers.DepthwiseConv2D) or pad is None:
+            continue
+        size, other_size = conv.kernel_size
+        if (
+            isinstance(pad, keras.layers.ZeroPadding2D)
+            and pad.data_format == conv.data_format == "channels_last"
+            and graph.read_once(pad.name)
+            and graph.called_once(pad.name)
+            and size == other_size
+            and size % 2 == 1
+            and tuple(map(tuple, pad.padding)) == ((size // 2, size // 2),) * 2
+            and conv.padding == "valid"
+            and tuple(conv.strides) == (2, 2)
+            and tuple(conv.dilation_rate) == (1, 1)
+        ):
+            folds[pad.name] = name
+    return folds
+
+
+def _merged_config(graph, merges):
+    # A reference to a removed layer becomes one to the layer that took its
+    # place, or, for a removed padding, to the padding's input.
+    replaced = {**merges.batchnorms, **merges.activations}
+    bypassed = {
+        name: next(_histories(graph.configs[name]["inbound_nodes"])) for name in merges.paddings
+    }
+
     def rewire(value):
         if isinstance(value, dict):
             return {key: rewire(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
             if _is_history(value):
-                return [folds.get(value[0], value[0]), *value[1:]]
+                if value[0] in bypassed:
+                    return rewire(bypassed[value[0]])
+                return [replaced.get(value[0], value[0]), *value[1:]]
             return [rewire(item) for item in value]
         return value
 
-    config = rewire(config)
-    convs = set(folds.values())
+    activation_of = {layer: name for name, layer in merges.activations.items()}
+    biased = set(merges.batchnorms.values()) | {
+        dense for norm, dense in merges.layer_norms.items() if graph.layers[norm].center
+    }
+    padded = set(merges.paddings.values())
+    config = rewire(graph.config)
     kept = []
     for layer_config in config["layers"]:
-        if layer_config["name"] in folds:
+        name, settings = layer_config["name"], layer_config["config"]
+        if name in replaced or name in bypassed:
             continue
-        if layer_config["name"] in convs:
-            layer_config["config"]["use_bias"] = True
+        if name in biased:
+            settings["use_bias"] = True
+        if name in activation_of:
+            settings["activation"] = graph.configs[activation_of[name]]["config"]["activation"]
+        if name in merges.layer_norms:
+            settings.update(scale=False, center=False)
+        if name in padded:
+            size = settings["kernel_size"][0] + 1
+            settings.update(kernel_size=[size, size], padding="same")
         kept.append(layer_config)
     config["layers"] = kept
     return config
+
+
+def _copy(config, merges, layers):
+    merged = keras.Model.from_config(config)
+    norm_of = {conv: norm for norm, conv in merges.batchnorms.items()}
+    layer_norm_of = {dense: norm for norm, dense in merges.layer_norms.items()}
+    padded = set(merges.paddings.values())
+    for layer in merged.layers:
+        source = layers[layer.name]
+        if layer.name in merges.layer_norms:
+            continue  # its scale and shift moved into the Dense after it
+        if layer.name in norm_of:
+            weights = _folded_weights(source, layers[norm_of[layer.name]])
+        elif layer.name in layer_norm_of:
+            weights = _dense_after_norm_weights(source, layers[layer_norm_of[layer.name]])
+        else:
+            weights = source.get_weights()
+        if layer.name in padded:
+            # The kernel grows by a last row and column of zeros.
+            kernel = np.zeros(
+                (weights[0].shape[0] + 1,) * 2 + weights[0].shape[2:], weights[0].dtype
+            )
+            kernel[:-1, :-1] = weights[0]
+            weights = [kernel, *weights[1:]]
+        layer.set_weights(weights)
+    return merged
+
+
+def _dense_after_norm_weights(dense, norm):
+    kernel = _numpy(dense.kernel, np.float64)
+    bias = _numpy(dense.bias, np.float64) if dense.use_bias else np.zeros(kernel.shape[-1])
+    if norm.center:
+        bias = bias + _numpy(norm.beta, np.float64) @ kernel
+    if norm.scale:
+        kernel = kernel * _numpy(norm.gamma, np.float64)[:, None]
+    weights = [kernel] + ([bias] if dense.use_bias or norm.center else [])
+    return [w.astype(dense.kernel.dtype) for w in weights]
 
 
 def _set_mixed_bfloat16(config):
@@ -156,18 +355,6 @@ def _set_mixed_bfloat16(config):
         settings = layer_config["config"]
         if layer_config["class_name"] != "InputLayer" and layer_config["name"] not in outputs:
             settings["dtype"] = policy
-
-
-def _copy(config, folds, layers):
-    folded = keras.Model.from_config(config)
-    norm_of = {conv: norm for norm, conv in folds.items()}
-    for layer in folded.layers:
-        source = layers[layer.name]
-        if layer.name in norm_of:
-            layer.set_weights(_folded_weights(source, layers[norm_of[layer.name]]))
-        else:
-            layer.set_weights(source.get_weights())
-    return folded
 
 
 def _folded_weights(conv, norm):

@@ -1,9 +1,10 @@
 """Inference copies: BatchNorm folded into the convolutions, optionally in bfloat16."""
 
+
 import keras
 import numpy as np
 import pytest
-from conftest import TOLERANCE, random_images, record, timm_forward
+from conftest import TOLERANCE, random_images, record, run_python, timm_forward
 
 import keras_mobilevit
 from keras_mobilevit import fold_batchnorm, optimize_for_inference
@@ -23,6 +24,16 @@ def with_random_statistics(model, seed=0):
                     rng.uniform(0.5, 1.5, n),  # moving variance
                 ]
             )
+    return model
+
+
+def with_random_weights(model, seed=0):
+    """Random BatchNorm statistics and perturbed weights everywhere (LayerNorms included)."""
+    rng = np.random.default_rng(seed)
+    for weight in with_random_statistics(model, seed).weights:
+        value = keras.ops.convert_to_numpy(weight)
+        if "moving" not in weight.path:
+            weight.assign((value + rng.normal(0, 0.1, value.shape)).astype(value.dtype))
     return model
 
 
@@ -89,6 +100,116 @@ def test_only_convolutions_read_by_their_batchnorm_alone_are_folded():
         relative_difference(folded.predict(images, verbose=0), model.predict(images, verbose=0))
         <= 1e-5
     )
+
+
+@pytest.mark.parametrize(
+    "variant, size",
+    [
+        ("MobileViT_XXS", (200, 136)),
+        ("MobileViT_XXS", (255, 199)),
+        ("MobileViTV2_050", (200, 136)),
+        ("MobileViT_XXS_DeepLabV3", (200, 136)),
+    ],
+)
+def test_optimized_model_computes_the_same_with_fewer_layers(variant, size):
+    model = with_random_weights(getattr(keras_mobilevit, variant)(weights=None))
+    fast = optimize_for_inference(model)
+    images = random_images(2, *size, seed=1) * 255
+
+    difference = relative_difference(
+        fast.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
+    record(f"{variant} optimize_for_inference vs not, 2x{size[0]}x{size[1]} (relative)", difference)
+    assert difference <= 1e-5
+    kept = [layer.name for layer in fast.layers]
+    assert kept == [layer.name for layer in model.layers if layer.name in kept]
+    removed = {type(layer).__name__ for layer in model.layers if layer.name not in kept}
+    assert removed == {"BatchNormalization", "Activation", "ZeroPadding2D"}
+    # What each merge leaves behind, in MobileViT's first strided block.
+    expand = fast.get_layer("stages_1_0_conv1_1x1_conv")
+    assert expand.activation is keras.activations.silu and expand.use_bias
+    depthwise = fast.get_layer("stages_1_0_conv2_kxk_conv")
+    assert depthwise.kernel_size == (4, 4) and depthwise.padding == "same"
+    assert fast.output_names == model.output_names
+
+
+def test_layer_norm_scale_and_shift_move_into_the_projection():
+    model = with_random_weights(keras_mobilevit.MobileViT_XXS(weights=None))
+    fast = optimize_for_inference(model)
+    norm = fast.get_layer("stages_2_1_transformer_0_norm1")
+    assert not norm.weights  # no scale or shift left
+    assert fast.get_layer("stages_2_1_transformer_0_mlp_fc1").activation is keras.activations.silu
+    # The block's last norm feeds Fold, not a Dense: it keeps its weights.
+    assert len(fast.get_layer("stages_2_1_norm").weights) == 2
+
+
+def test_only_layers_read_once_are_merged():
+    inputs = keras.Input((None, None, 4))
+    padded = keras.layers.ZeroPadding2D(1, name="pad_read_twice")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, strides=2, name="after_shared_pad")(padded)
+    y = keras.layers.DepthwiseConv2D(3, strides=2, name="other")(padded)
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.ZeroPadding2D(((1, 0), (1, 0)), name="asymmetric")(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=2, name="after_asymmetric")(x)
+    x = keras.layers.ZeroPadding2D(2, name="pad5")(x)
+    x = keras.layers.DepthwiseConv2D(5, strides=2, name="depthwise5")(x)
+    tokens = keras.layers.Reshape((-1, 4))(x)
+    norm = keras.layers.LayerNormalization(name="norm_read_twice")(tokens)
+    a = keras.layers.Dense(4, name="a")(norm)
+    b = keras.layers.Dense(4, name="b")(norm)
+    x = keras.layers.Concatenate()([a, b])
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.Dense(3, use_bias=False, name="projection")(x)
+    outputs = keras.layers.Activation("relu", name="output")(x)  # a model output
+    model = with_random_weights(keras.Model(inputs, outputs), seed=3)
+
+    fast = optimize_for_inference(model)
+
+    kept = {layer.name for layer in fast.layers}
+    assert {"pad_read_twice", "asymmetric", "norm_read_twice", "output"} <= kept
+    assert not {"pad5"} & kept
+    assert fast.get_layer("depthwise5").kernel_size == (6, 6)
+    assert fast.get_layer("projection").use_bias  # it took the norm's shift
+    assert not fast.get_layer("norm").weights and fast.get_layer("norm_read_twice").weights
+    for height, width in [(37, 50), (40, 33)]:
+        images = random_images(2, height, width, seed=4)[..., :1].repeat(4, axis=-1)
+        assert (
+            relative_difference(fast.predict(images, verbose=0), model.predict(images, verbose=0))
+            <= 1e-5
+        )
+
+
+PREDICT_SAVED = """
+import numpy as np
+import keras, keras_mobilevit
+assert keras.backend.backend() == {backend!r}
+model = keras.models.load_model({path!r})
+np.save({output!r}, keras.ops.convert_to_numpy(model(np.load({images!r}), training=False)))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+@pytest.mark.parametrize("variant", ["MobileViT_XXS", "MobileViT_XXS_DeepLabV3"])
+def test_optimized_model_computes_the_same_on_other_backends(tmp_path, backend, variant):
+    # Each backend has its own paths in keras_mobilevit's layers (convolutions on
+    # channels-first views on PyTorch, shifted depthwise sums on JAX): the same saved
+    # model must give TensorFlow's outputs there, dilated and merged layers included.
+    fast = optimize_for_inference(
+        with_random_weights(getattr(keras_mobilevit, variant)(weights=None))
+    )
+    path, images, output = tmp_path / "fast.keras", tmp_path / "images.npy", tmp_path / "out.npy"
+    fast.save(path)
+    np.save(images, random_images(2, 200, 136, seed=7) * 255)
+    code = PREDICT_SAVED.format(
+        backend=backend, path=str(path), images=str(images), output=str(output)
+    )
+    result = run_python(code, env={"KERAS_BACKEND": backend})
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = fast.predict(np.load(images), verbose=0)
+    difference = relative_difference(np.load(output), expected)
+    record(f"{variant} optimize_for_inference on {backend} vs tensorflow (relative)", difference)
+    assert difference <= 1e-5
 
 
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])

@@ -114,11 +114,12 @@ model = keras_mobilevit.{variant}(
     weights={path!r}, include_preprocessing=False, classifier_activation=None,
     input_shape=(None, None, 3))
 folded = keras_mobilevit.fold_batchnorm(model)
+optimized = keras_mobilevit.optimize_for_inference(model)
 data = np.load({inputs!r})
 diffs = {{}}
 for key in data.files:
     if key.startswith("images"):
-        for name, m in (("", model), (" BatchNorm folded", folded)):
+        for name, m in (("", model), (" BatchNorm folded", folded), (" optimized", optimized)):
             out = keras.ops.convert_to_numpy(m(data[key], training=False))
             diffs[key + name] = float(np.abs(out - data["logits" + key[6:]]).max())
 print("RESULT " + json.dumps(diffs))
