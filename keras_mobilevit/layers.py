@@ -182,12 +182,13 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         head_dim = dim // self.num_heads
         sequence_length = ops.shape(qkv)[1]
 
-        # One transpose for the three, then a split along the (now outer) head
-        # axis, which copies contiguous blocks: cheaper than splitting the
-        # channels first and transposing each of query, key and value.
+        # One transpose for the three, heads first: `(3 * heads, B, N, head_dim)`.
+        # Splitting the outermost axis then copies nothing (TensorFlow and
+        # PyTorch both return views), where splitting the channels first and
+        # transposing each of query, key and value made four copies.
         qkv = ops.reshape(qkv, (-1, sequence_length, 3 * self.num_heads, head_dim))
-        qkv = ops.transpose(qkv, (0, 2, 1, 3))
-        query, key, value = ops.split(qkv, 3, axis=1)
+        qkv = ops.transpose(qkv, (2, 0, 1, 3))
+        query, key, value = ops.split(qkv, 3, axis=0)
         query = query * ops.cast(head_dim**-0.5, query.dtype)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
         with warnings.catch_warnings():
@@ -195,8 +196,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             # Keras warns that softmax is constant; that is correct here.
             warnings.filterwarnings("ignore", message="You are using a softmax over axis")
             weights = ops.softmax(scores, axis=-1)
-        x = ops.matmul(weights, value)
-        x = ops.transpose(x, (0, 2, 1, 3))
+        x = ops.matmul(weights, value)  # (heads, B, N, head_dim)
+        x = ops.transpose(x, (1, 2, 0, 3))
         return ops.reshape(x, (-1, sequence_length, dim))
 
     def compute_output_shape(self, input_shape):
