@@ -17,10 +17,21 @@ import numpy as np
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int8_full")
 # Ops that "int8" leaves in float32: XNNPACK, LiteRT's CPU engine, has no int8
 # kernels for them (LayerNorm's and GroupNorm's statistics, the attention's
-# products and softmax, SiLU's sigmoid). Quantized, they fall back to LiteRT's
-# slow reference kernels and cut the graph into dozens of delegate partitions;
-# in float they run inside XNNPACK, and MobileViT_S runs about 4x faster.
-FLOAT_OPS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "BATCH_MATMUL", "SOFTMAX", "LOGISTIC")
+# products and softmax, SiLU's sigmoid), or none for how the models use them
+# (the norms' centring, a SUB that broadcasts each token's mean: int8, it made
+# MobileViT_S's file 1.7x slower and MobileViTV2_100's 1.8x). Quantized, they
+# fall back to LiteRT's slow reference kernels and cut the graph into dozens
+# of delegate partitions; in float they run inside XNNPACK.
+FLOAT_OPS = (
+    "MEAN",
+    "SUB",
+    "SQUARE",
+    "SQUARED_DIFFERENCE",
+    "RSQRT",
+    "BATCH_MATMUL",
+    "SOFTMAX",
+    "LOGISTIC",
+)
 FORMATS = ("litert", "onnx")
 DEFAULT_INPUT_SIZE = 256
 # Largest |difference| from Keras that `verify` accepts, on the model's outputs.

@@ -1,12 +1,14 @@
 """The MobileViT-specific Keras layers.
 
-Most layers with weights (convolutions, BatchNorm, LayerNorm, dense
-projections) are stock Keras layers in the functional graph, named after the
+The layers with weights (convolutions, BatchNorm, LayerNorm, dense
+projections) are Keras layers or thin subclasses of them, named after the
 module path of the reference implementation (timm), so that converting a
 checkpoint is a lookup by name. The layers here hold only what Keras does not
 have: patch unfold/fold and resizing, the two attention cores (weightless; their
-projections stay stock layers), GroupNorm with one group, and convolutions
-that avoid slow paths of the JAX and PyTorch backends.
+projections stay ordinary dense layers), GroupNorm with one group, and
+drop-in subclasses of Keras' `Conv2D`, `DepthwiseConv2D`, `Dense` and
+`LayerNormalization` (same weights and configuration) that compute the same
+thing on paths each backend runs faster.
 """
 
 import functools

@@ -113,7 +113,7 @@ def test_int8_files_are_small_and_agree_with_float32_on_top1(tmp_path):
     full = input_dtypes(tmp_path / "int8_full.tflite")
     for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         assert selective[op] == full[op] == {"int8"}, op
-    for op in ("BATCH_MATMUL", "SOFTMAX", "RSQRT"):
+    for op in ("BATCH_MATMUL", "SOFTMAX", "RSQRT", "SUB"):
         assert selective[op] == {"float32"} and full[op] == {"int8"}, op
 
 
