@@ -1,6 +1,5 @@
 """Inference copies: BatchNorm folded into the convolutions, optionally in bfloat16."""
 
-
 import keras
 import numpy as np
 import pytest
