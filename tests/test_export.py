@@ -55,6 +55,19 @@ def test_onnx_float32_matches_keras(tmp_path, variant):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("format", "suffix"), [("litert", ".tflite"), ("onnx", ".onnx")])
+def test_optimized_models_export_and_match_keras(tmp_path, format, suffix):
+    # optimize_for_inference's merged layers (fused activations, 4x4 "same" strided
+    # depthwise kernels) at a size whose feature maps turn odd.
+    model = keras_mobilevit.optimize_for_inference(build("MobileViT_XXS"))
+    path = tmp_path / f"fast{suffix}"
+    report = export._export(model, path, format, None, None, True, (200, 136), 1)
+    record(f"MobileViT_XXS optimized, {format} fp32 vs Keras, 1x200x136", report.max_difference)
+    assert report.max_difference <= 1e-4
+    assert not [op for op in report.ops if op.startswith("Flex") or op == "CUSTOM"]
+
+
+@pytest.mark.slow
 def test_float16_and_dynamic_range_files(tmp_path):
     model = build("MobileViT_XXS")
     sizes = {}
