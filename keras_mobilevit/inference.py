@@ -119,7 +119,7 @@ class _Graph:
     def sole_source(self, name):
         """The layer whose output alone feeds `name`, if `name` is called once on one tensor."""
         sources = list(_sources(self.configs[name]))
-        if len(self.configs[name]["inbound_nodes"]) == 1 and len(sources) == 1:
+        if self.called_once(name) and len(sources) == 1:
             return self.layers[sources[0]]
         return None
 

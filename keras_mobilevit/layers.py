@@ -240,6 +240,18 @@ class ResizeToPatchGrid(keras.layers.Layer):
         return {**super().get_config(), "patch_size": self.patch_size}
 
 
+def _standardized(x, axes, epsilon):
+    """`x` less its mean, over its standard deviation along `axes`, in float32.
+
+    Float32 even under mixed precision, as Keras' norms do. Centring once and
+    scaling after takes fewer passes over the tensor than Keras' formula.
+    """
+    x = ops.cast(x, "float32")
+    centered = x - ops.mean(x, axis=axes, keepdims=True)
+    variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
+    return centered * ops.rsqrt(variance + epsilon)
+
+
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
 class GroupNorm1(keras.layers.Layer):
     """Group normalisation with a single group (timm's `GroupNorm1`).
@@ -261,12 +273,7 @@ class GroupNorm1(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
     def call(self, x):
-        axes = tuple(range(1, len(x.shape)))
-        # Statistics in float32 even under mixed precision.
-        x32 = ops.cast(x, "float32")
-        mean = ops.mean(x32, axis=axes, keepdims=True)
-        variance = ops.mean(ops.square(x32 - mean), axis=axes, keepdims=True)
-        normalized = (x32 - mean) * ops.rsqrt(variance + self.epsilon)
+        normalized = _standardized(x, tuple(range(1, len(x.shape))), self.epsilon)
         gamma = ops.cast(self.gamma, "float32")
         beta = ops.cast(self.beta, "float32")
         return ops.cast(normalized * gamma + beta, x.dtype)
@@ -294,11 +301,7 @@ class LayerNormalization(keras.layers.LayerNormalization):
         last_axis_only = [axis % rank for axis in self.axis] == [rank - 1]
         if keras.backend.backend() != "tensorflow" or self.rms_scaling or not last_axis_only:
             return super().call(inputs)
-        # Statistics in float32 even under mixed precision, as Keras does.
-        x = ops.cast(inputs, "float32")
-        centered = x - ops.mean(x, axis=-1, keepdims=True)
-        variance = ops.mean(ops.square(centered), axis=-1, keepdims=True)
-        outputs = centered * ops.rsqrt(variance + self.epsilon)
+        outputs = _standardized(inputs, -1, self.epsilon)
         if self.scale:
             outputs = outputs * ops.cast(self.gamma, "float32")
         if self.center:
@@ -462,8 +465,9 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
 
     The same weights, configuration and results as the Keras layer (to float32
     rounding); only the arithmetic differs: where grouped convolutions are slow
-    (see `_grouped_convolutions_are_slow`), and in SiLU's form on TensorFlow
-    (see `_activate`).
+    (see `_grouped_convolutions_are_slow`), on PyTorch (a channels-first view,
+    see `_on_channels_first_view`), and in SiLU's form on TensorFlow (see
+    `_activate`).
     """
 
     def call(self, inputs):
