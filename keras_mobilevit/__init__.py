@@ -6,6 +6,7 @@ from keras_mobilevit.deeplabv3 import (
     MobileViT_XXS_DeepLabV3,
     MobileViTV2_100_DeepLabV3,
 )
+from keras_mobilevit.functional import MobileViTModel
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
 from keras_mobilevit.inference import fold_batchnorm, optimize_for_inference
 from keras_mobilevit.layers import (
@@ -53,6 +54,7 @@ __all__ = [
     "decode_predictions",
     "fold_batchnorm",
     "optimize_for_inference",
+    "MobileViTModel",
     "Unfold",
     "Fold",
     "MultiHeadSelfAttention",

@@ -9,12 +9,12 @@ transformers' layout and trained on BGR images; they are converted on load so
 that these models take RGB like every keras_mobilevit model.
 """
 
-import keras
 from keras import layers
 
 from keras_mobilevit import mobilevit, mobilevitv2
 from keras_mobilevit import weights as weights_lib
 from keras_mobilevit.blocks import conv_bn_act
+from keras_mobilevit.functional import MobileViTModel
 from keras_mobilevit.layers import Conv2D, ResizeLike
 from keras_mobilevit.model import build_model, validate_arguments
 
@@ -130,9 +130,9 @@ def DeepLabV3(
         output_stride=OUTPUT_STRIDE,
         name=f"{backbone_variant}_backbone",
     )
-    image = backbone.inputs[0]
+    image = backbone.input
     logits = deeplabv3_head(backbone.output, image, channels, classes, upsample)
-    model = keras.Model(backbone.inputs, logits, name=name or variant)
+    model = MobileViTModel(image, logits, name=name or variant)
     if weights_path is not None:
         weights_lib.load(model, weights_path, include_top=True)
     return model

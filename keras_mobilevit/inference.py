@@ -21,6 +21,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_mobilevit.functional import MobileViTModel
+
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
@@ -312,7 +314,7 @@ def _merged_config(graph, merges):
 
 
 def _copy(config, merges, layers):
-    merged = keras.Model.from_config(config)
+    merged = MobileViTModel.from_config(config)
     norm_of = {conv: norm for norm, conv in merges.batchnorms.items()}
     layer_norm_of = {dense: norm for norm, dense in merges.layer_norms.items()}
     padded = set(merges.paddings.values())

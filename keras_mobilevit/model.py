@@ -17,6 +17,7 @@ from keras_mobilevit.blocks import (
     mobilevit_block,
     mobilevitv2_block,
 )
+from keras_mobilevit.functional import MobileViTModel
 
 MIN_SIZE = 32
 
@@ -143,7 +144,10 @@ def build_model(
 
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
-    model = keras.Model(inputs, x, name=name)
+        if len(inputs) == 1:
+            # One input, not a list of one: called on an array, Keras would warn otherwise.
+            inputs = inputs[0]
+    model = MobileViTModel(inputs, x, name=name)
 
     if weights_path is not None:
         weights_lib.load(model, weights_path, include_top=include_top)

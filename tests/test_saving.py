@@ -24,7 +24,9 @@ import keras, keras_mobilevit
 model = keras.models.load_model({path!r}, safe_mode=True)
 out = model.predict(np.load({images!r}), verbose=0)
 np.save({output!r}, out)
-print("RESULT " + json.dumps({{"name": model.name, "layers": len(model.layers)}}))
+print("RESULT " + json.dumps(
+    {{"name": model.name, "class": type(model).__name__, "layers": len(model.layers)}}
+))
 """
 
 LOAD_WEIGHTS = """
@@ -72,7 +74,11 @@ def test_keras_archive_round_trip_in_a_fresh_process(
     result = run_python(code, env={"KERAS_BACKEND": backend})
     assert result.returncode == 0, result.stderr[-3000:]
     info = json.loads(result.stdout.split("RESULT ")[-1])
-    assert info == {"name": variant, "layers": len(trained_like_model.layers)}
+    assert info == {
+        "name": variant,
+        "class": "MobileViTModel",
+        "layers": len(trained_like_model.layers),
+    }
     expected = trained_like_model.predict(images, verbose=0)
     np.testing.assert_allclose(np.load(output), expected, atol=1e-6)
 
