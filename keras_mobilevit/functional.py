@@ -8,6 +8,7 @@ about 20 ms a forward pass, as much as the kernels. Where none of it can change
 the result, `MobileViTModel` calls each layer's `call` directly instead.
 """
 
+import collections
 import inspect
 
 import keras
@@ -86,18 +87,25 @@ class _DirectCalls:
 
     def run(self, x, training):
         values = {self.input_id: x}
-        for call, args, kwargs, takes_training, outputs in self.steps:
-            kwargs = {key: _fill(value, values) for key, value in kwargs.items()}
-            if takes_training and training is not None:
+        for step in self.steps:
+            kwargs = {key: _fill(value, values) for key, value in step.kwargs.items()}
+            if step.takes_training and training is not None:
                 kwargs["training"] = training
-            result = call(*[_fill(arg, values) for arg in args], **kwargs)
-            if len(outputs) == 1:
-                values[outputs[0]] = result
+            result = step.call(*[_fill(arg, values) for arg in step.args], **kwargs)
+            if len(step.outputs) == 1:
+                values[step.outputs[0]] = result
             else:
-                for output, value in zip(outputs, keras.tree.flatten(result), strict=True):
+                for output, value in zip(step.outputs, keras.tree.flatten(result), strict=True):
                     values[output] = value
+            for tensor_id in step.release:
+                del values[tensor_id]
         flat = [values[output] for output in self.output_ids]
         return keras.tree.pack_sequence_as(self.model._outputs_struct, flat)
+
+
+_Step = collections.namedtuple(
+    "_Step", ["call", "args", "kwargs", "takes_training", "outputs", "release"]
+)
 
 
 class _NotDirectError(Exception):
@@ -128,7 +136,7 @@ def _steps(model, input_dtype):
     if len(model.inputs) != 1 or input_dtype is None:
         raise _NotDirectError
     computed = {id(model.inputs[0])}
-    steps = []
+    steps, last_reader = [], {}
     for node in _nodes_in_call_order(model):
         layer = node.operation
         policy = layer.dtype_policy
@@ -142,12 +150,20 @@ def _steps(model, input_dtype):
             raise _NotDirectError
         args = [_placeholders(arg, computed) for arg in node.arguments.args]
         kwargs = {key: _placeholders(v, computed) for key, v in node.arguments.kwargs.items()}
-        takes_training = "training" in inspect.signature(layer.call).parameters
+        for tensor in node.input_tensors:
+            last_reader[id(tensor)] = len(steps)
         outputs = [id(tensor) for tensor in node.outputs]
         computed.update(outputs)
-        steps.append((layer.call, args, kwargs, takes_training, outputs))
+        takes_training = "training" in inspect.signature(layer.call).parameters
+        steps.append(_Step(layer.call, args, kwargs, takes_training, outputs, []))
     if not all(id(tensor) in computed for tensor in model.outputs):
         raise _NotDirectError
+    # Each intermediate map is dropped after its last reader, as PyTorch itself would
+    # drop it, rather than held to the end of the pass.
+    kept = {id(tensor) for tensor in model.outputs}
+    for tensor_id, index in last_reader.items():
+        if tensor_id not in kept:
+            steps[index].release.append(tensor_id)
     return steps
 
 
