@@ -6,7 +6,8 @@ table gives medians, and speeds relative to keras-mobilevit on TensorFlow for th
 because absolute times drift on a shared machine.
 
     python benchmarks/build_and_predict.py [--models MobileViT_XXS MobileViT_XS MobileViT_S
-        MobileViTV2_100] [--batches 1 16] [--size 256] [--repeats 5] [--rounds 2]
+        MobileViTV2_100] [--batches 1 16] [--size 256] [--repeats 5] [--min-seconds 2]
+        [--rounds 2]
         [--threads 2] [--peers ...] [--system-allocator]
 
 Peers not installed are reported as skipped: kimm (`pip install --no-deps kimm`), timm,
@@ -97,8 +98,13 @@ seconds = {}
 for b in batches:
     for _ in range(2):
         run(b)  # warm-up: tracing, compilation, allocator
+    start = time.perf_counter()
+    run(b)
+    # At least `repeats` runs, and enough to fill `min_seconds`: a 25 ms batch-1 pass timed
+    # five times gave medians that moved by 15% from one run of the benchmark to the next.
+    runs = max(repeats, int(args["min_seconds"] / (time.perf_counter() - start)))
     times = []
-    for _ in range(repeats):
+    for _ in range(runs):
         start = time.perf_counter()
         run(b)
         times.append(time.perf_counter() - start)
@@ -125,6 +131,7 @@ def run_peer(backend, library, model, args):
             "batches": args.batches,
             "size": args.size,
             "repeats": args.repeats,
+            "min_seconds": args.min_seconds,
             "threads": args.threads,
         }
     )
@@ -146,7 +153,10 @@ def main():
     )
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs, at least")
+    parser.add_argument(
+        "--min-seconds", type=float, default=2.0, help="more timed runs until they take this long"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the peers")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
@@ -157,7 +167,8 @@ def main():
     allocator = "system allocator" if args.system_allocator else "MALLOC_MMAP_MAX_=0"
     print(
         f"fp32, {args.size}x{args.size}, batches {args.batches}, {args.threads} threads, "
-        f"{args.rounds} interleaved rounds x {args.repeats} timed runs, medians, {allocator}; "
+        f"{args.rounds} interleaved rounds x {args.repeats}+ timed runs (>= {args.min_seconds} s), "
+        f"medians, {allocator}; "
         f"python {sys.version.split()[0]}, {platform.machine()}, {os.cpu_count()} CPUs"
     )
     runs = [(model, peer) for model in args.models for peer in args.peers]

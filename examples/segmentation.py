@@ -71,7 +71,9 @@ def replace_classifier(model, classes):
     features = model.get_layer("segmentation_head_dropout").output
     logits = keras.layers.Conv2D(classes, 1, name="segmentation_head_classifier")(features)
     logits = keras_mobilevit.ResizeLike(name="upsample")([logits, model.inputs[0]])
-    return keras.Model(model.inputs, logits, name=f"{model.name}_{classes}_classes")
+    return keras_mobilevit.MobileViTModel(
+        model.input, logits, name=f"{model.name}_{classes}_classes"
+    )
 
 
 def pet_dataset(split, image_size, batch_size):

@@ -23,7 +23,7 @@ def test_build_and_predict_runs_and_prints_a_table():
     result = run(
         "build_and_predict.py", "--models", "MobileViT_XXS", "MobileViTV2_050",
         "--peers", "keras-mobilevit (tensorflow)", "timm (pytorch)",
-        "--batches", "2", "--size", "64", "--repeats", "1", "--rounds", "1",
+        "--batches", "2", "--size", "64", "--repeats", "1", "--min-seconds", "0", "--rounds", "1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| MobileViT")]
