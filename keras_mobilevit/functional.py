@@ -173,12 +173,12 @@ def _placeholders(value, computed):
         if id(value) not in computed:
             raise _NotDirectError  # fed from outside the graph
         return _Tensor(id(value))
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         items = [_placeholders(item, computed) for item in value]
-        if any(isinstance(item, (list, tuple)) for item in items):
+        if any(type(item) in (list, tuple) for item in items):
             raise _NotDirectError
         return type(value)(items)
-    if keras.tree.is_nested(value):
+    if keras.tree.is_nested(value):  # dicts, named tuples, deeper nesting
         raise _NotDirectError
     return value
 
@@ -186,6 +186,6 @@ def _placeholders(value, computed):
 def _fill(value, values):
     if isinstance(value, _Tensor):
         return values[value.id]
-    if isinstance(value, (list, tuple)):
+    if type(value) in (list, tuple):
         return type(value)(values[item.id] if isinstance(item, _Tensor) else item for item in value)
     return value
