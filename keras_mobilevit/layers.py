@@ -418,6 +418,11 @@ def _on_channels_first_view(convolution, inputs, layer):
     )
 
 
+def _on_cpu(tensor):
+    # A PyTorch tensor's device; symbolic shape inference runs on "meta" tensors.
+    return str(getattr(tensor, "device", "")).startswith("cpu")
+
+
 def _channels_first_convolution(convolution, inputs, kernel, **settings):
     outputs = convolution(
         ops.transpose(inputs, (0, 3, 1, 2)), kernel, data_format="channels_first", **settings
@@ -461,7 +466,7 @@ class Dense(keras.layers.Dense):
     added, so oneDNN cannot fuse the bias (or the activation) into the
     product: a separate pass over the tokens each time. Here the tokens are
     flattened to 2-D first and the product, bias and activation run as one
-    kernel. On PyTorch, the tokens run through a 1x1 convolution (on a
+    kernel. On PyTorch's CPU, the tokens run through a 1x1 convolution (on a
     channels-last view, see `_on_channels_first_view`): PyTorch's matrix
     products go to MKL, which on the AMD CPU measured here ran at half the
     speed of the oneDNN convolution for MobileViT's token shapes. Same
@@ -471,7 +476,7 @@ class Dense(keras.layers.Dense):
 
     def call(self, inputs, training=None):
         backend = keras.backend.backend()
-        if backend == "torch" and len(inputs.shape) >= 2:
+        if backend == "torch" and len(inputs.shape) >= 2 and _on_cpu(inputs):
             shape = ops.shape(inputs)
             pixels = ops.reshape(inputs, (1, -1, 1, shape[-1]))
             kernel = ops.reshape(self.kernel, (1, 1, *self.kernel.shape))
