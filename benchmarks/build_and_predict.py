@@ -97,11 +97,10 @@ build = time.perf_counter() - start
 seconds = {}
 for b in batches:
     for _ in range(2):
+        start = time.perf_counter()
         run(b)  # warm-up: tracing, compilation, allocator
-    start = time.perf_counter()
-    run(b)
-    # At least `repeats` runs, and enough to fill `min_seconds`: a 25 ms batch-1 pass timed
-    # five times gave medians that moved by 15% from one run of the benchmark to the next.
+    # At least `repeats` runs, and enough to fill `min_seconds` at the last warm-up's pace: a
+    # 25 ms batch-1 pass timed five times gave medians that moved by 15% between runs.
     runs = max(repeats, int(args["min_seconds"] / (time.perf_counter() - start)))
     times = []
     for _ in range(runs):

@@ -62,14 +62,14 @@ class _DirectCalls:
 
     @classmethod
     def of(cls, model):
-        layers = [node.operation for node in _nodes_in_call_order(model)]
-        policies = [layer.dtype_policy for layer in layers]
+        nodes = _nodes_in_call_order(model)
+        policies = [(node.operation, node.operation.dtype_policy) for node in nodes]
         input_dtype = model.inputs[0].dtype if len(model.inputs) == 1 else None
         try:
-            steps = _steps(model, input_dtype)
+            steps = _steps(model, nodes, input_dtype)
         except _NotDirectError:
             steps = None
-        return cls(model, steps, list(zip(layers, policies, strict=True)), input_dtype)
+        return cls(model, steps, policies, input_dtype)
 
     def is_current(self):
         """False once a layer's dtype policy changed (mixed precision set, quantized)."""
@@ -132,12 +132,12 @@ def _nodes_in_call_order(model):
     ]
 
 
-def _steps(model, input_dtype):
-    if len(model.inputs) != 1 or input_dtype is None:
+def _steps(model, nodes, input_dtype):
+    if input_dtype is None:  # more than one input
         raise _NotDirectError
     computed = {id(model.inputs[0])}
     steps, last_reader = [], {}
-    for node in _nodes_in_call_order(model):
+    for node in nodes:
         layer = node.operation
         policy = layer.dtype_policy
         if (

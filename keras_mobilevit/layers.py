@@ -418,16 +418,16 @@ def _on_channels_first_view(convolution, inputs, layer):
     )
 
 
-def _on_cpu(tensor):
-    # A PyTorch tensor's device; symbolic shape inference runs on "meta" tensors.
-    return str(getattr(tensor, "device", "")).startswith("cpu")
-
-
 def _channels_first_convolution(convolution, inputs, kernel, **settings):
     outputs = convolution(
         ops.transpose(inputs, (0, 3, 1, 2)), kernel, data_format="channels_first", **settings
     )
     return ops.transpose(outputs, (0, 2, 3, 1))
+
+
+def _on_cpu(tensor):
+    # A PyTorch tensor's device; symbolic shape inference runs on "meta" tensors.
+    return str(getattr(tensor, "device", "")).startswith("cpu")
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
@@ -476,17 +476,16 @@ class Dense(keras.layers.Dense):
 
     def call(self, inputs, training=None):
         backend = keras.backend.backend()
-        if backend == "torch" and len(inputs.shape) >= 2 and _on_cpu(inputs):
-            shape = ops.shape(inputs)
+        as_convolution = backend == "torch" and len(inputs.shape) >= 2 and _on_cpu(inputs)
+        if not as_convolution and (backend != "tensorflow" or len(inputs.shape) < 3):
+            return super().call(inputs, training=training)
+        shape = ops.shape(inputs)
+        if as_convolution:
             pixels = ops.reshape(inputs, (1, -1, 1, shape[-1]))
             kernel = ops.reshape(self.kernel, (1, 1, *self.kernel.shape))
             x = _channels_first_convolution(ops.conv, pixels, kernel)
-            x = ops.reshape(self.activation(_add_bias(self, x)), (*shape[:-1], self.units))
-            return x
-        if backend != "tensorflow" or len(inputs.shape) < 3:
-            return super().call(inputs, training=training)
-        shape = ops.shape(inputs)
-        x = ops.matmul(ops.reshape(inputs, (-1, shape[-1])), self.kernel)
+        else:
+            x = ops.matmul(ops.reshape(inputs, (-1, shape[-1])), self.kernel)
         x = _activate(self.activation, _add_bias(self, x))
         return ops.reshape(x, (*shape[:-1], self.units))
 
