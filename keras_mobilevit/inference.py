@@ -8,7 +8,9 @@ over each activation map fewer, which is most of what BatchNorm costs on a CPU
 (MobileViT's activation maps are large: 128x128x256 in MobileViT_S's second
 stage). `optimize_for_inference` merges more in the same spirit: activations
 into the layer before them, LayerNorm's scale and shift into the projection
-after it, explicit padding into the strided depthwise convolution after it.
+after it, explicit padding into the strided depthwise convolution after it,
+attention's query scaling into the query projection, the input's rescaling
+into the first convolution.
 
 bfloat16 halves the bytes of every activation and lets oneDNN use the CPU's
 bfloat16 dot products (AVX512-BF16, AMX) where it has them; weights stay
@@ -22,6 +24,7 @@ import keras
 import numpy as np
 
 from keras_mobilevit.functional import MobileViTModel
+from keras_mobilevit.layers import MultiHeadSelfAttention
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -38,7 +41,10 @@ def optimize_for_inference(model, compute_dtype="float32"):
       SiLU in the form oneDNN fuses into the convolution on TensorFlow);
     - a LayerNorm's scale and shift into the `Dense` that alone reads it;
     - the explicit zero padding before a stride-2 depthwise convolution into
-      the convolution (a kernel one larger, with "same" padding).
+      the convolution (a kernel one larger, with "same" padding);
+    - attention's query scaling into the query projection's weights;
+    - the input's `Rescaling` (a scale without an offset) into the kernel of
+      the first convolution.
 
     With `compute_dtype="bfloat16"` every layer also computes in bfloat16
     under Keras' `mixed_bfloat16` policy, except the layers that produce the
@@ -141,6 +147,8 @@ class _Merges:
     activations: dict = dataclasses.field(default_factory=dict)  # Activation -> layer
     layer_norms: dict = dataclasses.field(default_factory=dict)  # LayerNormalization -> Dense
     paddings: dict = dataclasses.field(default_factory=dict)  # ZeroPadding2D -> depthwise
+    query_scales: dict = dataclasses.field(default_factory=dict)  # attention -> its qkv Dense
+    rescalings: dict = dataclasses.field(default_factory=dict)  # Rescaling -> convolution
 
 
 def _rebuild(model, caller, merge_all, bfloat16):
@@ -157,6 +165,8 @@ def _rebuild(model, caller, merge_all, bfloat16):
         merges.activations = _foldable_activations(graph, merges.batchnorms)
         merges.layer_norms = _foldable_layer_norms(graph)
         merges.paddings = _foldable_paddings(graph)
+        merges.query_scales = _foldable_query_scales(graph)
+        merges.rescalings = _foldable_rescalings(graph)
     config = _merged_config(graph, merges)
     if bfloat16:
         _set_mixed_bfloat16(config)
@@ -269,12 +279,72 @@ def _foldable_paddings(graph):
     return folds
 
 
+def _foldable_query_scales(graph):
+    """The attention layers whose query scaling can move into the projection before them.
+
+    `softmax(q k^T * s)` is `softmax((q * s) k^T)`, and `q * s` is the `Dense`
+    with its query columns scaled: one multiplication over the queries fewer
+    per transformer layer.
+    """
+    folds = {}
+    for name, attention in graph.layers.items():
+        if not isinstance(attention, MultiHeadSelfAttention):
+            continue
+        dense = graph.sole_source(name)
+        if (
+            isinstance(dense, keras.layers.Dense)
+            and attention.query_scale(dense.units) != 1.0
+            and dense.activation is keras.activations.linear
+            and dense.quantization_mode is None
+            and graph.called_once(dense.name)
+            and graph.read_once(dense.name)
+        ):
+            folds[name] = dense.name
+    return folds
+
+
+def _foldable_rescalings(graph):
+    """The `Rescaling`s whose scale can move into the kernel of the convolution they feed.
+
+    A rescaling without an offset commutes with zero padding and with the
+    convolution's sum, so `conv(pad(x * s))` is `x` padded and convolved with
+    the kernel's input channels scaled by `s`: one pass over the input fewer.
+    """
+    folds = {}
+    for name, rescaling in graph.layers.items():
+        if (
+            not isinstance(rescaling, keras.layers.Rescaling)
+            or np.any(np.asarray(rescaling.offset) != 0)
+            or not graph.called_once(name)
+            or not keras.backend.is_float_dtype(rescaling.input.dtype)
+        ):
+            continue
+        reader = name
+        while graph.read_once(reader):
+            reader = graph.readers[reader][0]
+            layer = graph.layers[reader]
+            if not isinstance(layer, keras.layers.ZeroPadding2D) or not graph.called_once(reader):
+                break
+        conv = graph.layers[reader]
+        if (
+            reader != name
+            and isinstance(conv, keras.layers.Conv2D)
+            and graph.called_once(reader)
+            and conv.data_format == "channels_last"
+            and (conv.groups == 1 or np.ndim(rescaling.scale) == 0)
+            and getattr(conv, "quantization_mode", None) is None
+        ):
+            folds[name] = reader
+    return folds
+
+
 def _merged_config(graph, merges):
     # A reference to a removed layer becomes one to the layer that took its
     # place, or, for a removed padding, to the padding's input.
     replaced = {**merges.batchnorms, **merges.activations}
     bypassed = {
-        name: next(_histories(graph.configs[name]["inbound_nodes"])) for name in merges.paddings
+        name: next(_histories(graph.configs[name]["inbound_nodes"]))
+        for name in [*merges.paddings, *merges.rescalings]
     }
 
     def rewire(value):
@@ -308,6 +378,8 @@ def _merged_config(graph, merges):
         if name in padded:
             size = settings["kernel_size"][0] + 1
             settings.update(kernel_size=[size, size], padding="same")
+        if name in merges.query_scales:
+            settings["scale"] = 1.0
         kept.append(layer_config)
     config["layers"] = kept
     return config
@@ -318,6 +390,8 @@ def _copy(config, merges, layers):
     norm_of = {conv: norm for norm, conv in merges.batchnorms.items()}
     layer_norm_of = {dense: norm for norm, dense in merges.layer_norms.items()}
     padded = set(merges.paddings.values())
+    query_scale_of = {dense: attention for attention, dense in merges.query_scales.items()}
+    rescaling_of = {conv: rescaling for rescaling, conv in merges.rescalings.items()}
     for layer in merged.layers:
         source = layers[layer.name]
         if layer.name in merges.layer_norms:
@@ -335,6 +409,11 @@ def _copy(config, merges, layers):
             )
             kernel[:-1, :-1] = weights[0]
             weights = [kernel, *weights[1:]]
+        if layer.name in query_scale_of:
+            attention = layers[query_scale_of[layer.name]]
+            weights = _with_scaled_queries(weights, attention.query_scale(layer.units))
+        if layer.name in rescaling_of:
+            weights = _with_scaled_inputs(weights, layers[rescaling_of[layer.name]].scale)
         layer.set_weights(weights)
     return merged
 
@@ -348,6 +427,23 @@ def _dense_after_norm_weights(dense, norm):
         kernel = kernel * _numpy(norm.gamma, np.float64)[:, None]
     weights = [kernel] + ([bias] if dense.use_bias or norm.center else [])
     return [w.astype(dense.kernel.dtype) for w in weights]
+
+
+def _with_scaled_queries(weights, scale):
+    # The queries are the first third of the fused projection's outputs.
+    queries = weights[0].shape[-1] // 3
+    scaled = []
+    for weight in weights:
+        weight = weight.astype(np.float64)
+        weight[..., :queries] *= scale
+        scaled.append(weight.astype(weights[0].dtype))
+    return scaled
+
+
+def _with_scaled_inputs(weights, scale):
+    # The kernel's input channels are its second-to-last axis.
+    kernel = weights[0].astype(np.float64) * np.reshape(np.asarray(scale, np.float64), (-1, 1))
+    return [kernel.astype(weights[0].dtype), *weights[1:]]
 
 
 def _set_mixed_bfloat16(config):

@@ -173,16 +173,28 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     shape `(B, N, 3 * dim)` and returns the heads concatenated, `(B, N, dim)`,
     ready for the output projection. It holds no weights, so the projections
     stay ordinary `Dense` layers that map one to one onto the checkpoint.
+
+    The queries are scaled by `scale`, by default `head_dim ** -0.5`;
+    `optimize_for_inference` moves that factor into the projection's weights
+    and sets `scale=1`, which skips the multiplication.
     """
 
-    def __init__(self, num_heads, **kwargs):
+    def __init__(self, num_heads, scale=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = int(num_heads)
+        self.scale = None if scale is None else float(scale)
+
+    def query_scale(self, qkv_channels):
+        """The factor the queries are multiplied by, for a `qkv` of that many channels."""
+        if self.scale is not None:
+            return self.scale
+        return (qkv_channels // 3 // self.num_heads) ** -0.5
 
     def call(self, qkv):
         dim = qkv.shape[-1] // 3
         head_dim = dim // self.num_heads
         sequence_length = ops.shape(qkv)[1]
+        scale = self.query_scale(qkv.shape[-1])
 
         if keras.backend.backend() == "torch":
             # PyTorch's fused attention kernel: 2.7x faster than the matrix
@@ -190,7 +202,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             # 16, which run there on MKL. It reads the heads in place.
             qkv = ops.reshape(qkv, (-1, sequence_length, 3 * self.num_heads, head_dim))
             query, key, value = ops.split(qkv, 3, axis=2)
-            x = ops.dot_product_attention(query, key, value)
+            x = ops.dot_product_attention(query, key, value, scale=scale)
             return ops.reshape(x, (-1, sequence_length, dim))
 
         # One transpose for the three, heads first: `(3 * heads, B, N, head_dim)`.
@@ -200,7 +212,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         qkv = ops.reshape(qkv, (-1, sequence_length, 3 * self.num_heads, head_dim))
         qkv = ops.transpose(qkv, (2, 0, 1, 3))
         query, key, value = ops.split(qkv, 3, axis=0)
-        query = query * ops.cast(head_dim**-0.5, query.dtype)
+        if scale != 1.0:
+            query = query * ops.cast(scale, query.dtype)
         scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
         with warnings.catch_warnings():
             # A feature map of one patch has sequences of length 1, where
@@ -215,7 +228,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return (*input_shape[:-1], input_shape[-1] // 3)
 
     def get_config(self):
-        return {**super().get_config(), "num_heads": self.num_heads}
+        return {**super().get_config(), "num_heads": self.num_heads, "scale": self.scale}
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")

@@ -123,12 +123,19 @@ def test_optimized_model_computes_the_same_with_fewer_layers(variant, size):
     kept = [layer.name for layer in fast.layers]
     assert kept == [layer.name for layer in model.layers if layer.name in kept]
     removed = {type(layer).__name__ for layer in model.layers if layer.name not in kept}
-    assert removed == {"BatchNormalization", "Activation", "ZeroPadding2D"}
+    assert removed == {"BatchNormalization", "Activation", "ZeroPadding2D", "Rescaling"}
     # What each merge leaves behind, in MobileViT's first strided block.
     expand = fast.get_layer("stages_1_0_conv1_1x1_conv")
     assert expand.activation is keras.activations.silu and expand.use_bias
     depthwise = fast.get_layer("stages_1_0_conv2_kxk_conv")
     assert depthwise.kernel_size == (4, 4) and depthwise.padding == "same"
+    # Attention's query scaling went into the qkv projections.
+    attentions = [
+        layer
+        for layer in fast.layers
+        if isinstance(layer, keras_mobilevit.layers.MultiHeadSelfAttention)
+    ]
+    assert all(attention.scale == 1.0 for attention in attentions)
     assert fast.output_names == model.output_names
 
 
@@ -176,6 +183,37 @@ def test_only_layers_read_once_are_merged():
             relative_difference(fast.predict(images, verbose=0), model.predict(images, verbose=0))
             <= 1e-5
         )
+
+
+def test_input_rescaling_moves_into_the_convolution_it_feeds():
+    def model_with(scale=1 / 255, offset=0.0, read_twice=False, groups=1, seed=0):
+        inputs = keras.Input((None, None, 4))
+        rescaled = keras.layers.Rescaling(scale, offset, name="rescaling")(inputs)
+        x = keras.layers.ZeroPadding2D(1, name="pad")(rescaled)
+        x = keras.layers.Conv2D(4, 3, strides=2, groups=groups, name="conv")(x)
+        if read_twice:
+            x = keras.layers.Add()(
+                [x, keras.layers.Conv2D(4, 3, strides=2, padding="same")(rescaled)]
+            )
+        model = with_random_weights(keras.Model(inputs, keras.layers.Flatten()(x)), seed=seed)
+        return model, optimize_for_inference(model)
+
+    images = random_images(2, 17, 22, seed=8)[..., :1].repeat(4, axis=-1) * 255
+    for settings, merged in [
+        ({}, True),
+        ({"scale": [0.5, 0.25, 2.0, 1 / 255]}, True),  # one scale per channel
+        ({"scale": 0.5, "groups": 2}, True),
+        ({"scale": [0.5, 0.25, 2.0, 1.0], "groups": 2}, False),
+        ({"offset": -1.0}, False),  # the offset would meet the padding
+        ({"read_twice": True}, False),
+    ]:
+        model, fast = model_with(**settings)
+        kept = {layer.name for layer in fast.layers}
+        assert ("rescaling" not in kept) == merged, settings
+        assert (
+            relative_difference(fast.predict(images, verbose=0), model.predict(images, verbose=0))
+            <= 1e-5
+        ), settings
 
 
 PREDICT_SAVED = """
