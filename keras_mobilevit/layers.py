@@ -478,8 +478,13 @@ class Dense(keras.layers.Dense):
     `tensordot`, which reshapes the product back to 3-D before the bias is
     added, so oneDNN cannot fuse the bias (or the activation) into the
     product: a separate pass over the tokens each time. Here the tokens are
-    flattened to 2-D first and the product, bias and activation run as one
-    kernel. On PyTorch's CPU, the tokens run through a 1x1 convolution (on a
+    flattened to 2-D first and the product and bias run as one kernel. With
+    SiLU (a transformer MLP's first layer once `optimize_for_inference` has
+    merged its activation), the tokens run instead through a 1x1 convolution
+    on a `(1, T, 1, C)` view: Grappler fuses SiLU into a convolution but not
+    into a matrix product, and the fused kernel took 14% less time than the
+    product and a separate SiLU for MobileViT_S's MLPs at batch 16. On
+    PyTorch's CPU, every `Dense` runs as such a convolution (on a
     channels-last view, see `_on_channels_first_view`): PyTorch's matrix
     products go to MKL, which on the AMD CPU measured here ran at half the
     speed of the oneDNN convolution for MobileViT's token shapes. Same
@@ -489,14 +494,21 @@ class Dense(keras.layers.Dense):
 
     def call(self, inputs, training=None):
         backend = keras.backend.backend()
-        as_convolution = backend == "torch" and len(inputs.shape) >= 2 and _on_cpu(inputs)
-        if not as_convolution and (backend != "tensorflow" or len(inputs.shape) < 3):
+        rank = len(inputs.shape)
+        on_torch_cpu = backend == "torch" and rank >= 2 and _on_cpu(inputs)
+        fused_silu = (
+            backend == "tensorflow" and rank >= 2 and self.activation is keras.activations.silu
+        )
+        if not (on_torch_cpu or fused_silu or (backend == "tensorflow" and rank >= 3)):
             return super().call(inputs, training=training)
         shape = ops.shape(inputs)
-        if as_convolution:
+        if on_torch_cpu or fused_silu:
             pixels = ops.reshape(inputs, (1, -1, 1, shape[-1]))
             kernel = ops.reshape(self.kernel, (1, 1, *self.kernel.shape))
-            x = _channels_first_convolution(ops.conv, pixels, kernel)
+            if on_torch_cpu:
+                x = _channels_first_convolution(ops.conv, pixels, kernel)
+            else:
+                x = ops.conv(pixels, kernel)
         else:
             x = ops.matmul(ops.reshape(inputs, (-1, shape[-1])), self.kernel)
         x = _activate(self.activation, _add_bias(self, x))

@@ -182,6 +182,24 @@ def test_depthwise_by_shifts_equals_the_convolution(size, strides, padding, dila
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), atol=1e-6)
 
 
+@pytest.mark.parametrize("activation", [None, "silu", "relu"])
+@pytest.mark.parametrize("shape", [(5, 6), (2, 7, 6), (2, 3, 4, 6)])
+def test_dense_computes_what_keras_dense_computes(activation, shape):
+    # Each backend's path (a 2-D matrix product, or a 1x1 convolution that fuses
+    # SiLU on TensorFlow) against Keras' own layer with the same weights.
+    x = np.random.default_rng(1).normal(size=shape).astype("float32")
+    reference = keras.layers.Dense(5, activation=activation)
+    reference.build(shape)
+    reference.set_weights([w + 0.1 for w in reference.get_weights()])  # a nonzero bias
+    ours = keras_mobilevit.layers.Dense.from_config(reference.get_config())
+    ours.build(shape)
+    ours.set_weights(reference.get_weights())
+    actual = keras.ops.convert_to_numpy(ours(x))
+    assert actual.shape == (*shape[:-1], 5)
+    expected = keras.ops.convert_to_numpy(reference(x))
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_every_builder_is_exported_with_its_docstring():
     for variant in TIMM_NAMES:
         builder = getattr(keras_mobilevit, variant)
