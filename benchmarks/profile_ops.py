@@ -39,6 +39,11 @@ def main():
 
     import keras_mobilevit
 
+    # The Session's thread settings below do not reach oneDNN's kernels, which
+    # take the process-wide ones: without these, --threads 1 still ran on every core.
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
     model = getattr(keras_mobilevit, args.model)(
         weights=None, input_shape=(args.size, args.size, 3)
     )
