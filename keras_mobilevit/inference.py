@@ -386,6 +386,9 @@ def _merged_config(graph, merges):
 
 
 def _copy(config, merges, layers):
+    # The merges compute in float64 and chain (BatchNorm, then the input's
+    # rescaling, into the stem; LayerNorm, then the query scaling, into qkv), so
+    # each layer's weights are rounded to its dtype once, when they are set.
     merged = MobileViTModel.from_config(config)
     norm_of = {conv: norm for norm, conv in merges.batchnorms.items()}
     layer_norm_of = {dense: norm for norm, dense in merges.layer_norms.items()}
@@ -414,7 +417,9 @@ def _copy(config, merges, layers):
             weights = _with_scaled_queries(weights, attention.query_scale(layer.units))
         if layer.name in rescaling_of:
             weights = _with_scaled_inputs(weights, layers[rescaling_of[layer.name]].scale)
-        layer.set_weights(weights)
+        layer.set_weights(
+            [np.asarray(w, v.dtype) for w, v in zip(weights, layer.weights, strict=True)]
+        )
     return merged
 
 
@@ -425,25 +430,22 @@ def _dense_after_norm_weights(dense, norm):
         bias = bias + _numpy(norm.beta, np.float64) @ kernel
     if norm.scale:
         kernel = kernel * _numpy(norm.gamma, np.float64)[:, None]
-    weights = [kernel] + ([bias] if dense.use_bias or norm.center else [])
-    return [w.astype(dense.kernel.dtype) for w in weights]
+    return [kernel] + ([bias] if dense.use_bias or norm.center else [])
 
 
 def _with_scaled_queries(weights, scale):
     # The queries are the first third of the fused projection's outputs.
     queries = weights[0].shape[-1] // 3
-    scaled = []
-    for weight in weights:
-        weight = weight.astype(np.float64)
+    scaled = [weight.astype(np.float64) for weight in weights]
+    for weight in scaled:
         weight[..., :queries] *= scale
-        scaled.append(weight.astype(weights[0].dtype))
     return scaled
 
 
 def _with_scaled_inputs(weights, scale):
     # The kernel's input channels are its second-to-last axis.
     kernel = weights[0].astype(np.float64) * np.reshape(np.asarray(scale, np.float64), (-1, 1))
-    return [kernel.astype(weights[0].dtype), *weights[1:]]
+    return [kernel, *weights[1:]]
 
 
 def _set_mixed_bfloat16(config):
@@ -473,8 +475,7 @@ def _folded_weights(conv, norm):
     bias = shift
     if conv.use_bias:
         bias = bias + _numpy(conv.bias, np.float64) * scale
-    dtype = conv.kernel.dtype
-    return [kernel.astype(dtype), bias.astype(dtype)]
+    return [kernel, bias]
 
 
 def _numpy(variable, dtype):
