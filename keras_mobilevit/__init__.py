@@ -1,22 +1,19 @@
 """MobileViT for Keras 3: exact to the reference, with pretrained weights from the Hub."""
 
+from keras_mobilevit import legacy  # noqa: F401  (registers the 0.1.0 layer names)
 from keras_mobilevit.deeplabv3 import (
     MobileViT_S_DeepLabV3,
     MobileViT_XS_DeepLabV3,
     MobileViT_XXS_DeepLabV3,
     MobileViTV2_100_DeepLabV3,
 )
-from keras_mobilevit.functional import MobileViTModel
 from keras_mobilevit.imagenet import decode_predictions, preprocess_input
 from keras_mobilevit.inference import fold_batchnorm, optimize_for_inference
+from keras_mobilevit.kernels import fast_paths_enabled, set_fast_paths
 from keras_mobilevit.layers import (
-    Conv2D,
-    Dense,
-    DepthwiseConv2D,
+    DotProductAttention,
     Fold,
     GroupNorm1,
-    LayerNormalization,
-    MultiHeadSelfAttention,
     ResizeLike,
     ResizeToPatchGrid,
     SeparableSelfAttention,
@@ -32,6 +29,7 @@ from keras_mobilevit.mobilevitv2 import (
     MobileViTV2_175,
     MobileViTV2_200,
 )
+from keras_mobilevit.model import MobileViTModel
 
 __version__ = "0.1.0"
 
@@ -55,15 +53,13 @@ __all__ = [
     "fold_batchnorm",
     "optimize_for_inference",
     "MobileViTModel",
+    "set_fast_paths",
+    "fast_paths_enabled",
     "Unfold",
     "Fold",
-    "MultiHeadSelfAttention",
+    "DotProductAttention",
     "ResizeToPatchGrid",
     "ResizeLike",
     "GroupNorm1",
-    "Conv2D",
-    "DepthwiseConv2D",
-    "Dense",
-    "LayerNormalization",
     "SeparableSelfAttention",
 ]

@@ -10,13 +10,13 @@ converter relies on this: see `keras_mobilevit.convert`.
 from keras import layers
 
 from keras_mobilevit.layers import (
-    Conv2D,
-    Dense,
-    DepthwiseConv2D,
+    DotProductAttention,
+    FastConv2D,
+    FastDense,
+    FastDepthwiseConv2D,
+    FastLayerNormalization,
     Fold,
     GroupNorm1,
-    LayerNormalization,
-    MultiHeadSelfAttention,
     ResizeToPatchGrid,
     SeparableSelfAttention,
     Unfold,
@@ -63,9 +63,9 @@ def conv_bn_act(
         name=f"{name}_conv",
     )
     if depthwise:
-        x = DepthwiseConv2D(kernel_size, **options)(x)
+        x = FastDepthwiseConv2D(kernel_size, **options)(x)
     else:
-        x = Conv2D(filters, kernel_size, **options)(x)
+        x = FastConv2D(filters, kernel_size, **options)(x)
     x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_act")(x)
@@ -93,15 +93,15 @@ def inverted_residual(x, filters, strides, expansion, name, dilation=1):
 
 def transformer_layer(x, dim, num_heads, mlp_ratio, name):
     """Pre-norm transformer encoder layer (timm's vision_transformer `Block`)."""
-    y = LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm1")(x)
-    y = Dense(3 * dim, name=f"{name}_attn_qkv")(y)
-    y = MultiHeadSelfAttention(num_heads, name=f"{name}_attn")(y)
-    y = Dense(dim, name=f"{name}_attn_proj")(y)
+    y = FastLayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm1")(x)
+    y = FastDense(3 * dim, name=f"{name}_attn_qkv")(y)
+    y = DotProductAttention(num_heads, name=f"{name}_attn")(y)
+    y = FastDense(dim, name=f"{name}_attn_proj")(y)
     x = layers.Add(name=f"{name}_add1")([x, y])
-    y = LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm2")(x)
-    y = Dense(int(dim * mlp_ratio), name=f"{name}_mlp_fc1")(y)
+    y = FastLayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm2")(x)
+    y = FastDense(int(dim * mlp_ratio), name=f"{name}_mlp_fc1")(y)
     y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
-    y = Dense(dim, name=f"{name}_mlp_fc2")(y)
+    y = FastDense(dim, name=f"{name}_mlp_fc2")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 
 
@@ -117,13 +117,13 @@ def mobilevit_block(x, transformer_dim, depth, name, patch_size=2, num_heads=4, 
     channels = x.shape[-1]
     shortcut = x
     x = conv_bn_act(x, channels, 3, name=f"{name}_conv_kxk")
-    local = Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
+    local = FastConv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
     x = Unfold(patch_size, name=f"{name}_unfold")(local)
     for i in range(depth):
         x = transformer_layer(
             x, transformer_dim, num_heads, mlp_ratio, name=f"{name}_transformer_{i}"
         )
-    x = LayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm")(x)
+    x = FastLayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm")(x)
     x = Fold(patch_size, name=f"{name}_fold")([x, local])
     x = conv_bn_act(x, channels, 1, name=f"{name}_conv_proj")
     x = layers.Concatenate(name=f"{name}_concat")([shortcut, x])
@@ -137,14 +137,14 @@ def linear_transformer_layer(x, dim, mlp_ratio, name):
     reference, so checkpoints load without reshaping.
     """
     y = GroupNorm1(name=f"{name}_norm1")(x)
-    y = Conv2D(1 + 2 * dim, 1, name=f"{name}_attn_qkv_proj")(y)
+    y = FastConv2D(1 + 2 * dim, 1, name=f"{name}_attn_qkv_proj")(y)
     y = SeparableSelfAttention(name=f"{name}_attn")(y)
-    y = Conv2D(dim, 1, name=f"{name}_attn_out_proj")(y)
+    y = FastConv2D(dim, 1, name=f"{name}_attn_out_proj")(y)
     x = layers.Add(name=f"{name}_add1")([x, y])
     y = GroupNorm1(name=f"{name}_norm2")(x)
-    y = Conv2D(int(dim * mlp_ratio), 1, name=f"{name}_mlp_fc1")(y)
+    y = FastConv2D(int(dim * mlp_ratio), 1, name=f"{name}_mlp_fc1")(y)
     y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
-    y = Conv2D(dim, 1, name=f"{name}_mlp_fc2")(y)
+    y = FastConv2D(dim, 1, name=f"{name}_mlp_fc2")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 
 
@@ -161,7 +161,7 @@ def mobilevitv2_block(x, transformer_dim, depth, name, patch_size=2, mlp_ratio=2
     channels = x.shape[-1]
     x = ResizeToPatchGrid(patch_size, name=f"{name}_resize")(x)
     x = conv_bn_act(x, channels, 3, depthwise=True, name=f"{name}_conv_kxk")
-    local = Conv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
+    local = FastConv2D(transformer_dim, 1, use_bias=False, name=f"{name}_conv_1x1")(x)
     x = Unfold(patch_size, merge_positions=False, name=f"{name}_unfold")(local)
     for i in range(depth):
         x = linear_transformer_layer(x, transformer_dim, mlp_ratio, name=f"{name}_transformer_{i}")

@@ -7,7 +7,7 @@ import sys
 
 def _models(segmentation=False):
     from keras_mobilevit import deeplabv3
-    from keras_mobilevit.model import REGISTRY
+    from keras_mobilevit.builder import REGISTRY
 
     return tuple(REGISTRY) + (tuple(deeplabv3.VARIANTS) if segmentation else ())
 
@@ -39,10 +39,12 @@ def _non_negative_int(value):
 
 
 def _hub_repo(value):
-    repo = value.removeprefix("hf://").strip("/")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise argparse.ArgumentTypeError(f"a Hub repository is OWNER/NAME, got {value!r}")
-    return repo
+    from keras_mobilevit import hub
+
+    try:
+        return hub.parse_repo_id(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser():
@@ -177,8 +179,8 @@ def predict(args):
     import numpy as np
 
     import keras_mobilevit
-    from keras_mobilevit import imagenet, weights
-    from keras_mobilevit.model import REGISTRY, hub_repos_for
+    from keras_mobilevit import hub, imagenet
+    from keras_mobilevit.builder import REGISTRY, hub_repos_for
 
     config = REGISTRY[args.model]
     hub_repos = hub_repos_for(config, input_shape=(None, None, 3))
@@ -187,7 +189,7 @@ def predict(args):
         print(
             f"Fetching {args.model} weights from the Hugging Face Hub ({repo})...", file=sys.stderr
         )
-    elif args.weights.startswith(weights.HUB_PREFIX):
+    elif args.weights.startswith(hub.HUB_PREFIX):
         print(f"Fetching weights from the Hugging Face Hub ({args.weights})...", file=sys.stderr)
     model = getattr(keras_mobilevit, args.model)(weights=args.weights)
 
@@ -235,8 +237,8 @@ def export(args):
     export_lib.check_request(args.output, args.format, args.quantize, representative)
     options = {} if args.weights is None else {"weights": args.weights}
     model = getattr(keras_mobilevit, args.model)(**options)
-    report = export_lib._export(
-        model, args.output, args.format, args.quantize, representative, True, size, 1
+    report = export_lib.export(
+        model, args.output, args.format, args.quantize, representative, input_size=size
     )
     print(
         f"{report.path}: {report.size / 2**20:.2f} MiB, {args.format}, "

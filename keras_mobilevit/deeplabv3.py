@@ -11,12 +11,11 @@ that these models take RGB like every keras_mobilevit model.
 
 from keras import layers
 
-from keras_mobilevit import mobilevit, mobilevitv2
-from keras_mobilevit import weights as weights_lib
+from keras_mobilevit import loading, mobilevit, mobilevitv2
 from keras_mobilevit.blocks import conv_bn_act
-from keras_mobilevit.functional import MobileViTModel
-from keras_mobilevit.layers import Conv2D, ResizeLike
-from keras_mobilevit.model import build_model, validate_arguments
+from keras_mobilevit.builder import build_model, validate_arguments
+from keras_mobilevit.layers import FastConv2D, ResizeLike
+from keras_mobilevit.model import MobileViTModel
 
 OUTPUT_STRIDE = 16
 ATROUS_RATES = (6, 12, 18)
@@ -86,7 +85,7 @@ def deeplabv3_head(features, image, channels, classes, upsample):
     x = conv_bn_act(x, channels, 1, activation="relu", name=f"{name}_project")
     x = layers.Dropout(0.1, name=f"{name}_dropout")(x)
     x = layers.SpatialDropout2D(0.1, name="segmentation_head_dropout")(x)
-    x = Conv2D(classes, 1, name="segmentation_head_classifier")(x)
+    x = FastConv2D(classes, 1, name="segmentation_head_classifier")(x)
     if upsample:
         x = ResizeLike(name="upsample")([x, image])
     return x
@@ -118,7 +117,7 @@ def DeepLabV3(
         )
     weights_path = None
     if weights is not None:
-        weights_path = weights_lib.resolve(weights, config.hub_repos, filenames=CHECKPOINT_FILES)
+        weights_path = loading.resolve(weights, config.hub_repos, filenames=CHECKPOINT_FILES)
 
     backbone = build_model(
         config,
@@ -134,7 +133,7 @@ def DeepLabV3(
     logits = deeplabv3_head(backbone.output, image, channels, classes, upsample)
     model = MobileViTModel(image, logits, name=name or variant)
     if weights_path is not None:
-        weights_lib.load(model, weights_path, include_top=True)
+        loading.load(model, weights_path, include_top=True)
     return model
 
 

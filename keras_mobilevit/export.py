@@ -83,7 +83,7 @@ def export_litert(
     Returns:
         The path written.
     """
-    return _export(
+    return export(
         model, path, "litert", quantization, representative_dataset, verify, input_size, batch_size
     ).path
 
@@ -103,23 +103,35 @@ def export_onnx(model, path, opset=None, verify=True, input_size=None, batch_siz
     Returns:
         The path written.
     """
-    return _export(
-        model, path, "onnx", None, None, verify, input_size, batch_size, opset=opset
-    ).path
+    return export(model, path, "onnx", None, None, verify, input_size, batch_size, opset=opset).path
 
 
-def _export(
+def export(
     model,
     path,
     format,
-    quantization,
-    representative_dataset,
-    verify,
-    input_size,
-    batch_size,
+    quantization=None,
+    representative_dataset=None,
+    verify=True,
+    input_size=None,
+    batch_size=1,
     opset=None,
 ):
-    """Validates, converts, writes atomically, verifies; returns an `ExportReport`."""
+    """Exports a model to LiteRT or ONNX and reports what was written.
+
+    Validates the request, converts into a temporary file beside `path`,
+    checks it against Keras, then moves it in place.
+
+    Args:
+        model, path, quantization, representative_dataset, verify,
+            input_size, batch_size: as for `export_litert`.
+        format: `"litert"` or `"onnx"`.
+        opset: ONNX only, as for `export_onnx`.
+
+    Returns:
+        An `ExportReport`: the path, its size in bytes, the ops it uses, and
+        the largest difference from Keras measured (`None` without `verify`).
+    """
     path = check_request(path, format, quantization, representative_dataset)
     directory = os.path.dirname(os.path.abspath(path))
     suffix = os.path.splitext(path)[1]

@@ -23,8 +23,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_mobilevit.functional import MobileViTModel
-from keras_mobilevit.layers import MultiHeadSelfAttention
+from keras_mobilevit.layers import DotProductAttention
+from keras_mobilevit.model import MobileViTModel
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
@@ -196,7 +196,7 @@ def _foldable_activations(graph, batchnorms):
     Those that alone read the output of a folded BatchNorm, or of a
     convolution or `Dense` with no activation of its own: one layer fewer,
     and the keras_mobilevit layers compute SiLU in the form oneDNN fuses into
-    the convolution or matrix product (see `keras_mobilevit.layers.Conv2D`).
+    the convolution or matrix product (see `keras_mobilevit.kernels.tensorflow`).
     Outputs of the model keep their layer, whose name is the output's name.
     """
     absorbing = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
@@ -288,7 +288,7 @@ def _foldable_query_scales(graph):
     """
     folds = {}
     for name, attention in graph.layers.items():
-        if not isinstance(attention, MultiHeadSelfAttention):
+        if not isinstance(attention, DotProductAttention):
             continue
         dense = graph.sole_source(name)
         if (

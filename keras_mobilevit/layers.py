@@ -1,75 +1,20 @@
 """The MobileViT-specific Keras layers.
 
-The layers with weights (convolutions, BatchNorm, LayerNorm, dense
-projections) are Keras layers or thin subclasses of them, named after the
-module path of the reference implementation (timm), so that converting a
-checkpoint is a lookup by name. The layers here hold only what Keras does not
-have: patch unfold/fold and resizing, the two attention cores (weightless; their
-projections stay ordinary dense layers), GroupNorm with one group, and
-drop-in subclasses of Keras' `Conv2D`, `DepthwiseConv2D`, `Dense` and
-`LayerNormalization` (same weights and configuration) that compute the same
-thing on paths each backend runs faster.
+What Keras does not have: patch unfold/fold and resizing, the two attention
+cores (weightless: their projections stay `Dense` or `Conv2D` layers that map
+one to one onto the checkpoint), GroupNorm with one group; and `Fast*`
+subclasses of Keras' `Conv2D`, `DepthwiseConv2D`, `Dense` and
+`LayerNormalization` that compute the same on the backend kernels
+(`keras_mobilevit.kernels`).
 """
 
-import functools
 import warnings
 
 import keras
 from keras import ops
 
-
-def _patch_grid(height, width, patch_size):
-    """Number of patches along each axis, rounding partial patches up."""
-    return (height + patch_size - 1) // patch_size, (width + patch_size - 1) // patch_size
-
-
-def _source_indices(in_size, out_size, align_corners):
-    """Neighbours and weights of bilinear resizing along one axis.
-
-    PyTorch's conventions, no antialiasing: with `align_corners=False`,
-    half-pixel centres clamped at the border (how MobileViT resizes feature
-    maps around its attention); with `True`, corner pixels map onto corner
-    pixels (how MobileViTV2 resizes its block inputs).
-    """
-    in_float = ops.cast(in_size, "float32")
-    out_float = ops.cast(out_size, "float32")
-    positions = ops.cast(ops.arange(out_size), "float32")
-    if align_corners:
-        scale = ops.where(out_float > 1, (in_float - 1) / ops.maximum(out_float - 1, 1), 0.0)
-        source = positions * scale
-    else:
-        source = ops.maximum((positions + 0.5) * (in_float / out_float) - 0.5, 0.0)
-    lower = ops.cast(ops.floor(source), "int32")
-    upper = ops.minimum(lower + 1, in_size - 1)
-    return lower, upper, source - ops.cast(lower, "float32")
-
-
-def resize_bilinear(x, height, width, align_corners=False):
-    """Bilinear resize of a `(B, H, W, C)` map; sizes may be symbolic tensors.
-
-    Written with `keras.ops` rather than `keras.ops.image.resize`, which needs
-    sizes known when the graph is built.
-    """
-    in_height, in_width = ops.shape(x)[1], ops.shape(x)[2]
-    for axis, in_size, out_size in ((1, in_height, height), (2, in_width, width)):
-        lower, upper, weight = _source_indices(in_size, out_size, align_corners)
-        weight = ops.cast(weight, x.dtype)
-        weight = ops.reshape(weight, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
-        x_lower = ops.take(x, lower, axis=axis)
-        x = x_lower + (ops.take(x, upper, axis=axis) - x_lower) * weight
-    return x
-
-
-def _resize_if_needed(x, height, width, align_corners=False):
-    """Resizes to `(height, width)`, skipping the work when sizes already match."""
-    in_height, in_width = ops.shape(x)[1], ops.shape(x)[2]
-    sizes = (in_height, in_width, height, width)
-    if all(isinstance(s, int) for s in sizes):
-        if (in_height, in_width) == (height, width):
-            return x
-        return resize_bilinear(x, height, width, align_corners)
-    same = ops.logical_and(ops.equal(in_height, height), ops.equal(in_width, width))
-    return ops.cond(same, lambda: x, lambda: resize_bilinear(x, height, width, align_corners))
+from keras_mobilevit import kernels
+from keras_mobilevit.maths import patch_grid, resize_if_needed, standardize
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
@@ -96,8 +41,8 @@ class Unfold(keras.layers.Layer):
     def call(self, x):
         p = self.patch_size
         _, height, width, channels = ops.shape(x)
-        grid_h, grid_w = _patch_grid(height, width, p)
-        x = _resize_if_needed(x, grid_h * p, grid_w * p)
+        grid_h, grid_w = patch_grid(height, width, p)
+        x = resize_if_needed(x, grid_h * p, grid_w * p)
         # (B, nh, ph, nw*pw*C) -> (B, ph, nh, nw*pw*C)
         x = ops.reshape(x, (-1, grid_h, p, grid_w * p * channels))
         x = ops.transpose(x, (0, 2, 1, 3))
@@ -113,7 +58,7 @@ class Unfold(keras.layers.Layer):
         p = self.patch_size
         num_patches = None
         if height is not None and width is not None:
-            grid_h, grid_w = _patch_grid(height, width, p)
+            grid_h, grid_w = patch_grid(height, width, p)
             num_patches = grid_h * grid_w
         if not self.merge_positions:
             return (batch, p * p, num_patches, channels)
@@ -146,7 +91,7 @@ class Fold(keras.layers.Layer):
         p = self.patch_size
         _, height, width, _ = ops.shape(reference)
         channels = ops.shape(x)[-1]
-        grid_h, grid_w = _patch_grid(height, width, p)
+        grid_h, grid_w = patch_grid(height, width, p)
         # (B*ph, pw, N, C) -> (B*ph, N, pw, C)
         x = ops.reshape(x, (-1, p, grid_h * grid_w, channels))
         x = ops.transpose(x, (0, 2, 1, 3))
@@ -154,7 +99,7 @@ class Fold(keras.layers.Layer):
         x = ops.reshape(x, (-1, p, grid_h, grid_w * p * channels))
         x = ops.transpose(x, (0, 2, 1, 3))
         x = ops.reshape(x, (-1, grid_h * p, grid_w * p, channels))
-        x = _resize_if_needed(x, height, width)
+        x = resize_if_needed(x, height, width)
         return x
 
     def compute_output_shape(self, input_shapes):
@@ -166,17 +111,20 @@ class Fold(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
-class MultiHeadSelfAttention(keras.layers.Layer):
-    """Scaled dot-product attention over fused query/key/value projections.
+class DotProductAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention over a fused query/key/value tensor.
 
-    Takes the output of one `Dense(3 * dim)` (the reference's `qkv` linear) of
-    shape `(B, N, 3 * dim)` and returns the heads concatenated, `(B, N, dim)`,
-    ready for the output projection. It holds no weights, so the projections
-    stay ordinary `Dense` layers that map one to one onto the checkpoint.
+    Weightless, unlike `keras.layers.MultiHeadAttention`: it takes the output
+    of one `Dense(3 * dim)` (the reference's `qkv` linear), `(B, N, 3 * dim)`,
+    and returns the heads concatenated, `(B, N, dim)`, for the output
+    projection, so that both projections stay `Dense` layers that map one to
+    one onto the checkpoint.
 
-    The queries are scaled by `scale`, by default `head_dim ** -0.5`;
-    `optimize_for_inference` moves that factor into the projection's weights
-    and sets `scale=1`, which skips the multiplication.
+    Args:
+        num_heads: number of attention heads; `dim` must divide by it.
+        scale: the factor the queries are multiplied by; `None` (default)
+            for `head_dim ** -0.5`. `optimize_for_inference` moves it into
+            the projection's weights and sets 1, which skips the product.
     """
 
     def __init__(self, num_heads, scale=None, **kwargs):
@@ -191,24 +139,15 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return (qkv_channels // 3 // self.num_heads) ** -0.5
 
     def call(self, qkv):
+        kernel = kernels.kernel_for("attention", self, qkv)
+        if kernel is not None:
+            return kernel(self, qkv)
         dim = qkv.shape[-1] // 3
         head_dim = dim // self.num_heads
         sequence_length = ops.shape(qkv)[1]
         scale = self.query_scale(qkv.shape[-1])
-
-        if keras.backend.backend() == "torch":
-            # PyTorch's fused attention kernel: 2.7x faster than the matrix
-            # products and softmax below for MobileViT_S's 32x32 stage at batch
-            # 16, which run there on MKL. It reads the heads in place.
-            qkv = ops.reshape(qkv, (-1, sequence_length, 3 * self.num_heads, head_dim))
-            query, key, value = ops.split(qkv, 3, axis=2)
-            x = ops.dot_product_attention(query, key, value, scale=scale)
-            return ops.reshape(x, (-1, sequence_length, dim))
-
-        # One transpose for the three, heads first: `(3 * heads, B, N, head_dim)`.
-        # Splitting the outermost axis then copies nothing (TensorFlow and
-        # PyTorch both return views), where splitting the channels first and
-        # transposing each of query, key and value made four copies.
+        # Heads first, `(3 * heads, B, N, head_dim)`, in one transpose: splitting
+        # the outermost axis then copies nothing.
         qkv = ops.reshape(qkv, (-1, sequence_length, 3 * self.num_heads, head_dim))
         qkv = ops.transpose(qkv, (2, 0, 1, 3))
         query, key, value = ops.split(qkv, 3, axis=0)
@@ -248,8 +187,8 @@ class ResizeToPatchGrid(keras.layers.Layer):
     def call(self, x):
         p = self.patch_size
         _, height, width, _ = ops.shape(x)
-        grid_h, grid_w = _patch_grid(height, width, p)
-        return _resize_if_needed(x, grid_h * p, grid_w * p, align_corners=True)
+        grid_h, grid_w = patch_grid(height, width, p)
+        return resize_if_needed(x, grid_h * p, grid_w * p, align_corners=True)
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
@@ -260,18 +199,6 @@ class ResizeToPatchGrid(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "patch_size": self.patch_size}
-
-
-def _standardized(x, axes, epsilon):
-    """`x` less its mean, over its standard deviation along `axes`, in float32.
-
-    Float32 even under mixed precision, as Keras' norms do. Centring once and
-    scaling after takes fewer passes over the tensor than Keras' formula.
-    """
-    x = ops.cast(x, "float32")
-    centered = x - ops.mean(x, axis=axes, keepdims=True)
-    variance = ops.mean(ops.square(centered), axis=axes, keepdims=True)
-    return centered * ops.rsqrt(variance + epsilon)
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
@@ -295,7 +222,7 @@ class GroupNorm1(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
 
     def call(self, x):
-        normalized = _standardized(x, tuple(range(1, len(x.shape))), self.epsilon)
+        normalized = standardize(x, tuple(range(1, len(x.shape))), self.epsilon)
         gamma = ops.cast(self.gamma, "float32")
         beta = ops.cast(self.beta, "float32")
         return ops.cast(normalized * gamma + beta, x.dtype)
@@ -305,30 +232,6 @@ class GroupNorm1(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
-
-
-@keras.saving.register_keras_serializable(package="keras_mobilevit")
-class LayerNormalization(keras.layers.LayerNormalization):
-    """`keras.layers.LayerNormalization`, in fewer passes over the tokens on TensorFlow.
-
-    Keras multiplies the per-token reciprocal standard deviation by the
-    per-channel scale before it meets the tokens, which builds a third
-    full-size tensor; centring first and scaling after costs 25% less time on
-    MobileViT's token maps. Same weights, configuration and results (to
-    float32 rounding) as the Keras layer.
-    """
-
-    def call(self, inputs):
-        rank = len(inputs.shape)
-        last_axis_only = [axis % rank for axis in self.axis] == [rank - 1]
-        if keras.backend.backend() != "tensorflow" or self.rms_scaling or not last_axis_only:
-            return super().call(inputs)
-        outputs = _standardized(inputs, -1, self.epsilon)
-        if self.scale:
-            outputs = outputs * ops.cast(self.gamma, "float32")
-        if self.center:
-            outputs = outputs + ops.cast(self.beta, "float32")
-        return ops.cast(outputs, self.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
@@ -373,207 +276,51 @@ class ResizeLike(keras.layers.Layer):
             # graphs traced with a partly known input size.
             return x + ops.cast(reference[..., :1], x.dtype) * 0
 
-        return _resize_if_needed(x, height, width)
+        return resize_if_needed(x, height, width)
 
     def compute_output_shape(self, input_shapes):
         x_shape, reference_shape = input_shapes
         return (x_shape[0], reference_shape[1], reference_shape[2], x_shape[-1])
 
 
-@functools.cache
-def _grouped_convolutions_are_slow():
-    """Whether Keras runs on JAX with CPUs only.
-
-    XLA's CPU backend computes grouped convolutions through a generic loop: a
-    3x3 depthwise convolution over a 16x128x128x256 map took 1.5 s there,
-    against 47 ms in TensorFlow (oneDNN) and 0.26 s as nine shifted
-    multiply-adds, which XLA fuses into one pass.
-    """
-    if keras.backend.backend() != "jax":
-        return False
-    return all(device.startswith("cpu") for device in keras.distribution.list_devices())
-
-
-def _activate(activation, x):
-    """Applies a convolution's activation; SiLU as `x * sigmoid(x)` on TensorFlow.
-
-    Grappler fuses a convolution, its bias and `x * sigmoid(x)` into one oneDNN
-    kernel, but not `tf.nn.silu`, whose custom gradient hides the pattern: the
-    separate SiLU pass cost 15% of MobileViT_S's time with BatchNorm folded.
-    """
-    if activation is keras.activations.silu and keras.backend.backend() == "tensorflow":
-        return x * ops.sigmoid(x)
-    return activation(x)
-
-
-def _add_bias(layer, x):
-    # A 1-D bias, which TensorFlow adds with the BiasAdd that oneDNN fuses.
-    return ops.add(x, layer.bias) if layer.use_bias else x
-
-
-def _on_channels_first_view(convolution, inputs, layer):
-    """A channels-last convolution run as a channels-first one on transposed views.
-
-    On PyTorch a transpose is a view: an NHWC tensor seen as NCHW is what
-    PyTorch calls the channels-last memory format, which oneDNN convolves
-    in place and answers in kind, so the result transposed back is NHWC again
-    without a copy. Keras' own channels-last path copies the input twice
-    (to contiguous NCHW, then to channels-last memory), which cost MobileViT
-    more than its convolutions.
-    """
-    return _channels_first_convolution(
-        convolution,
-        inputs,
-        layer.kernel,
-        strides=layer.strides,
-        padding=layer.padding,
-        dilation_rate=layer.dilation_rate,
-    )
-
-
-def _channels_first_convolution(convolution, inputs, kernel, **settings):
-    outputs = convolution(
-        ops.transpose(inputs, (0, 3, 1, 2)), kernel, data_format="channels_first", **settings
-    )
-    return ops.transpose(outputs, (0, 2, 3, 1))
-
-
-def _on_cpu(tensor):
-    # A PyTorch tensor's device; symbolic shape inference runs on "meta" tensors.
-    return str(getattr(tensor, "device", "")).startswith("cpu")
+# Keras' layers, whose `call` runs the backend kernel for the operation where
+# one applies (see `keras_mobilevit.kernels`), and Keras' own `call` elsewhere.
+# Same weights, configuration and results, to float32 rounding.
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
-class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D`, with backend-specific paths around slow ones.
-
-    On PyTorch, the convolution runs on a channels-first view of the input
-    (see `_on_channels_first_view`): Keras' own path copies every input twice.
-    On JAX, a 1x1 convolution runs as the matrix product over the channels
-    that it is: XLA's CPU convolutions are slower than its matrix products.
-    On TensorFlow, SiLU takes the form oneDNN fuses into the convolution (see
-    `_activate`). Same weights, configuration and results (to float32
-    rounding) as the Keras layer.
-    """
+class FastConv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D`, by a backend kernel where one was measured faster."""
 
     def call(self, inputs):
-        if self.data_format != "channels_last":
-            return super().call(inputs)
-        backend = keras.backend.backend()
-        pointwise = tuple(self.kernel_size) == (1, 1) and tuple(self.strides) == (1, 1)
-        if backend == "torch":
-            outputs = _on_channels_first_view(ops.conv, inputs, self)
-        elif backend == "jax" and pointwise and self.groups == 1:
-            outputs = ops.matmul(inputs, ops.reshape(self.kernel, self.kernel.shape[2:]))
-        else:
-            outputs = self.convolution_op(inputs, self.kernel)
-        return _activate(self.activation, _add_bias(self, outputs))
+        kernel = kernels.kernel_for("conv2d", self, inputs)
+        return super().call(inputs) if kernel is None else kernel(self, inputs)
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
-class Dense(keras.layers.Dense):
-    """`keras.layers.Dense`, computed the way each backend's fastest kernel wants it.
+class FastDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """`keras.layers.DepthwiseConv2D`, by a backend kernel where one was measured faster."""
 
-    On TensorFlow, Keras computes a `Dense` on `(B, N, C)` tokens as a
-    `tensordot`, which reshapes the product back to 3-D before the bias is
-    added, so oneDNN cannot fuse the bias (or the activation) into the
-    product: a separate pass over the tokens each time. Here the tokens are
-    flattened to 2-D first and the product and bias run as one kernel. With
-    SiLU (a transformer MLP's first layer once `optimize_for_inference` has
-    merged its activation), the tokens run instead through a 1x1 convolution
-    on a `(1, T, 1, C)` view: Grappler fuses SiLU into a convolution but not
-    into a matrix product, and the fused kernel took 14% less time than the
-    product and a separate SiLU for MobileViT_S's MLPs at batch 16. On
-    PyTorch's CPU, every `Dense` runs as such a convolution (on a
-    channels-last view, see `_on_channels_first_view`): PyTorch's matrix
-    products go to MKL, which on the AMD CPU measured here ran at half the
-    speed of the oneDNN convolution for MobileViT's token shapes. Same
-    weights, configuration and results (to float32 rounding) as the Keras
-    layer; quantized layers keep Keras' own path.
-    """
+    def call(self, inputs):
+        kernel = kernels.kernel_for("depthwise_conv2d", self, inputs)
+        return super().call(inputs) if kernel is None else kernel(self, inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class FastDense(keras.layers.Dense):
+    """`keras.layers.Dense`, by a backend kernel where one was measured faster."""
 
     def call(self, inputs, training=None):
-        backend = keras.backend.backend()
-        rank = len(inputs.shape)
-        on_torch_cpu = backend == "torch" and rank >= 2 and _on_cpu(inputs)
-        fused_silu = (
-            backend == "tensorflow" and rank >= 2 and self.activation is keras.activations.silu
-        )
-        if not (on_torch_cpu or fused_silu or (backend == "tensorflow" and rank >= 3)):
+        kernel = kernels.kernel_for("dense", self, inputs)
+        if kernel is None:
             return super().call(inputs, training=training)
-        shape = ops.shape(inputs)
-        if on_torch_cpu or fused_silu:
-            pixels = ops.reshape(inputs, (1, -1, 1, shape[-1]))
-            kernel = ops.reshape(self.kernel, (1, 1, *self.kernel.shape))
-            if on_torch_cpu:
-                x = _channels_first_convolution(ops.conv, pixels, kernel)
-            else:
-                x = ops.conv(pixels, kernel)
-        else:
-            x = ops.matmul(ops.reshape(inputs, (-1, shape[-1])), self.kernel)
-        x = _activate(self.activation, _add_bias(self, x))
-        return ops.reshape(x, (*shape[:-1], self.units))
+        return kernel(self, inputs)
 
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
-class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """`keras.layers.DepthwiseConv2D`, computed as shifted multiply-adds on JAX CPUs.
-
-    The same weights, configuration and results as the Keras layer (to float32
-    rounding); only the arithmetic differs: where grouped convolutions are slow
-    (see `_grouped_convolutions_are_slow`), on PyTorch (a channels-first view,
-    see `_on_channels_first_view`), and in SiLU's form on TensorFlow (see
-    `_activate`).
-    """
+class FastLayerNormalization(keras.layers.LayerNormalization):
+    """`keras.layers.LayerNormalization`, by a backend kernel where one was measured faster."""
 
     def call(self, inputs):
-        if self.data_format != "channels_last":
-            return super().call(inputs)
-        if _grouped_convolutions_are_slow() and self.depth_multiplier == 1:
-            outputs = _depthwise_by_shifts(
-                inputs, self.kernel, self.strides, self.padding, self.dilation_rate
-            )
-        elif keras.backend.backend() == "torch":
-            outputs = _on_channels_first_view(ops.depthwise_conv, inputs, self)
-        else:
-            outputs = ops.depthwise_conv(
-                inputs,
-                self.kernel,
-                strides=self.strides,
-                padding=self.padding,
-                dilation_rate=self.dilation_rate,
-                data_format=self.data_format,
-            )
-        return _activate(self.activation, _add_bias(self, outputs))
-
-
-def _depthwise_by_shifts(x, kernel, strides, padding, dilation_rate):
-    """Depthwise 2-D convolution (depth multiplier 1) as a sum of shifted, scaled maps."""
-    (kernel_h, kernel_w), (stride_h, stride_w) = kernel.shape[:2], strides
-    (dilation_h, dilation_w) = dilation_rate
-    _, height, width, _ = x.shape
-    spans = ((kernel_h - 1) * dilation_h + 1, (kernel_w - 1) * dilation_w + 1)
-    if padding == "same":
-        # TensorFlow's convention: the extra pixel of an odd total goes last.
-        out_h, out_w = -(-height // stride_h), -(-width // stride_w)
-        total_h = max((out_h - 1) * stride_h + spans[0] - height, 0)
-        total_w = max((out_w - 1) * stride_w + spans[1] - width, 0)
-        pads = ((0, 0), (total_h // 2, total_h - total_h // 2))
-        pads += ((total_w // 2, total_w - total_w // 2), (0, 0))
-        x = ops.pad(x, pads)
-    else:
-        out_h = (height - spans[0]) // stride_h + 1
-        out_w = (width - spans[1]) // stride_w + 1
-    outputs = None
-    for i in range(kernel_h):
-        for j in range(kernel_w):
-            top, left = i * dilation_h, j * dilation_w
-            window = x[
-                :,
-                top : top + (out_h - 1) * stride_h + 1 : stride_h,
-                left : left + (out_w - 1) * stride_w + 1 : stride_w,
-                :,
-            ]
-            term = window * kernel[i, j, :, 0]
-            outputs = term if outputs is None else outputs + term
-    return outputs
+        kernel = kernels.kernel_for("layer_norm", self, inputs)
+        return super().call(inputs) if kernel is None else kernel(self, inputs)

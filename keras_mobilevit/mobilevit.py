@@ -5,7 +5,7 @@ Reference:
   Transformer](https://arxiv.org/abs/2110.02178) (ICLR 2022)
 """
 
-from keras_mobilevit.model import Config, make_builder
+from keras_mobilevit.builder import Config, make_builder
 
 # Values are timm's `model_cfgs` (see `Config` for the fields).
 CONFIGS = {

@@ -6,7 +6,7 @@ Reference:
 """
 
 from keras_mobilevit.blocks import make_divisible
-from keras_mobilevit.model import Config, make_builder
+from keras_mobilevit.builder import Config, make_builder
 
 WIDTHS = ("050", "075", "100", "125", "150", "175", "200")
 # Widths with ImageNet-21k pretrained, ImageNet-1k fine-tuned checkpoints.

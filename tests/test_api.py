@@ -3,11 +3,9 @@
 import keras
 import numpy as np
 import pytest
-import torch
-from conftest import TIMM_NAMES
+from testing import TIMM_NAMES
 
 import keras_mobilevit
-from keras_mobilevit.layers import Fold, Unfold, _depthwise_by_shifts, resize_bilinear
 
 # timm's parameter counts, as the issue and the docs state them.
 TIMM_PARAMS = {
@@ -126,78 +124,6 @@ def test_fine_tuning_reduces_the_loss():
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     history = model.fit(images, labels, batch_size=8, epochs=5, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
-
-
-@pytest.mark.parametrize("size", [(8, 8), (4, 10), (6, 2)])
-def test_unfold_groups_each_pixel_position_across_patches(size):
-    height, width = size
-    x = np.random.default_rng(0).random((2, height, width, 5), dtype=np.float32)
-    patches = np.asarray(Unfold(2)(x))
-    grid_h, grid_w = height // 2, width // 2
-    assert patches.shape == (2 * 4, grid_h * grid_w, 5)
-    # Sequence of pixel position (ph, pw) of image b: that pixel of every patch,
-    # patches in row-major order, as the reference lays them out.
-    for b in range(2):
-        for ph in range(2):
-            for pw in range(2):
-                expected = x[b, ph::2, pw::2].reshape(grid_h * grid_w, 5)
-                np.testing.assert_array_equal(patches[b * 4 + ph * 2 + pw], expected)
-    np.testing.assert_array_equal(np.asarray(Fold(2)([patches, x])), x)
-
-
-@pytest.mark.parametrize(
-    ("source", "target"), [((5, 7), (6, 8)), ((6, 8), (5, 7)), ((1, 3), (2, 4)), ((9, 4), (9, 4))]
-)
-def test_bilinear_resize_matches_pytorch(source, target):
-    x = np.random.default_rng(0).random((2, *source, 3), dtype=np.float32)
-    expected = (
-        torch.nn.functional.interpolate(
-            torch.from_numpy(x).permute(0, 3, 1, 2),
-            size=target,
-            mode="bilinear",
-            align_corners=False,
-        )
-        .permute(0, 2, 3, 1)
-        .numpy()
-    )
-    np.testing.assert_allclose(np.asarray(resize_bilinear(x, *target)), expected, atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    ("size", "strides", "padding", "dilation"),
-    [
-        ((9, 7), 1, "same", 1),
-        ((9, 7), 2, "valid", 1),
-        ((10, 8), 2, "same", 1),
-        ((11, 9), 1, "same", 2),
-    ],
-)
-def test_depthwise_by_shifts_equals_the_convolution(size, strides, padding, dilation):
-    # The arithmetic keras_mobilevit.layers.DepthwiseConv2D uses on JAX CPUs.
-    rng = np.random.default_rng(0)
-    x = rng.random((2, *size, 4), dtype=np.float32)
-    kernel = rng.random((3, 3, 4, 1), dtype=np.float32)
-    expected = keras.ops.depthwise_conv(x, kernel, strides, padding, dilation_rate=dilation)
-    actual = _depthwise_by_shifts(x, kernel, (strides,) * 2, padding, (dilation,) * 2)
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), atol=1e-6)
-
-
-@pytest.mark.parametrize("activation", [None, "silu", "relu"])
-@pytest.mark.parametrize("shape", [(5, 6), (2, 7, 6), (2, 3, 4, 6)])
-def test_dense_computes_what_keras_dense_computes(activation, shape):
-    # Each backend's path (a 2-D matrix product, or a 1x1 convolution that fuses
-    # SiLU on TensorFlow) against Keras' own layer with the same weights.
-    x = np.random.default_rng(1).normal(size=shape).astype("float32")
-    reference = keras.layers.Dense(5, activation=activation)
-    reference.build(shape)
-    reference.set_weights([w + 0.1 for w in reference.get_weights()])  # a nonzero bias
-    ours = keras_mobilevit.layers.Dense.from_config(reference.get_config())
-    ours.build(shape)
-    ours.set_weights(reference.get_weights())
-    actual = keras.ops.convert_to_numpy(ours(x))
-    assert actual.shape == (*shape[:-1], 5)
-    expected = keras.ops.convert_to_numpy(reference(x))
-    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_every_builder_is_exported_with_its_docstring():

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import randomized_timm_model, save_checkpoint
 from hf_server import FakeHub
+from testing import randomized_timm_model, save_checkpoint
 
 CAT = str(pathlib.Path(__file__).parents[1] / "examples" / "cat.jpg")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_mobilevit
-from keras_mobilevit import weights as weights_lib
+from keras_mobilevit import loading
 
 
 def test_unknown_weights_name_lists_the_valid_ones():
@@ -81,7 +81,7 @@ def test_checkpoint_of_another_variant_names_the_tensor_and_loads_nothing(checkp
     model = keras_mobilevit.MobileViT_XXS(weights=None)
     before = snapshot(model)
     with pytest.raises(ValueError, match=FIRST_MISMATCH):
-        weights_lib.load(model, xs_path, include_top=True)
+        loading.load(model, xs_path, include_top=True)
     assert_unchanged(model, before)
 
 
@@ -113,7 +113,7 @@ def test_keras_weights_file_of_another_variant_loads_nothing(tmp_path):
     model = keras_mobilevit.MobileViT_XXS(weights=None)
     before = snapshot(model)
     with pytest.raises(ValueError):
-        weights_lib.load(model, path, include_top=True)
+        loading.load(model, path, include_top=True)
     assert_unchanged(model, before)
 
 

@@ -6,7 +6,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import V1_VARIANTS, V2_VARIANTS, record, run_python
+from testing import V1_VARIANTS, V2_VARIANTS, record, run_python
 
 import keras_mobilevit
 from keras_mobilevit import export
@@ -34,7 +34,7 @@ def max_transpose_rank(path):
 @pytest.mark.parametrize("variant", [*V1_VARIANTS, *V2_VARIANTS, *SEGMENTATION])
 def test_litert_float32_uses_builtin_ops_and_matches_keras(tmp_path, variant):
     keras.utils.set_random_seed(0)
-    report = export._export(
+    report = export.export(
         build(variant), tmp_path / f"{variant}.tflite", "litert", None, None, True, None, 1
     )
     record(f"{variant} LiteRT fp32 vs Keras, 1x256x256", report.max_difference)
@@ -47,7 +47,7 @@ def test_litert_float32_uses_builtin_ops_and_matches_keras(tmp_path, variant):
 @pytest.mark.parametrize("variant", ["MobileViT_XXS", "MobileViTV2_050", "MobileViT_XXS_DeepLabV3"])
 def test_onnx_float32_matches_keras(tmp_path, variant):
     path = export.export_onnx(build(variant), tmp_path / "model.onnx", input_size=(224, 160))
-    report = export._export(
+    report = export.export(
         build(variant), tmp_path / "again.onnx", "onnx", None, None, True, (224, 160), 1
     )
     record(f"{variant} ONNX fp32 vs Keras, 1x224x160", report.max_difference)
@@ -61,7 +61,7 @@ def test_optimized_models_export_and_match_keras(tmp_path, format, suffix):
     # depthwise kernels) at a size whose feature maps turn odd.
     model = keras_mobilevit.optimize_for_inference(build("MobileViT_XXS"))
     path = tmp_path / f"fast{suffix}"
-    report = export._export(model, path, format, None, None, True, (200, 136), 1)
+    report = export.export(model, path, format, None, None, True, (200, 136), 1)
     record(f"MobileViT_XXS optimized, {format} fp32 vs Keras, 1x200x136", report.max_difference)
     assert report.max_difference <= 1e-4
     assert not [op for op in report.ops if op.startswith("Flex") or op == "CUSTOM"]
@@ -72,7 +72,7 @@ def test_float16_and_dynamic_range_files(tmp_path):
     model = build("MobileViT_XXS")
     sizes = {}
     for quantization in (None, "float16", "dynamic"):
-        report = export._export(
+        report = export.export(
             model, tmp_path / f"{quantization}.tflite", "litert", quantization, None, True, 256, 1
         )
         sizes[quantization] = report.size
@@ -144,7 +144,7 @@ def input_dtypes(path):
 def test_unknown_format_and_quantization_list_the_valid_ones(tmp_path):
     model = build("MobileViT_XXS")
     with pytest.raises(ValueError, match="valid: litert, onnx"):
-        export._export(model, tmp_path / "m.tflite", "coreml", None, None, True, None, 1)
+        export.export(model, tmp_path / "m.tflite", "coreml", None, None, True, None, 1)
     with pytest.raises(ValueError, match="valid: None, 'float16', 'dynamic', 'int8', 'int8_full'"):
         export.export_litert(model, tmp_path / "m.tflite", quantization="int4")
 

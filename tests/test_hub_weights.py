@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_images, randomized_timm_model, timm_forward
 from hf_server import FAKE_COMMIT, FakeHub
+from testing import random_images, randomized_timm_model, timm_forward
 
 FILENAME = "model.safetensors"
 IMAGENET_REPO = "timm/mobilevit_xxs.cvnets_in1k"
 INPUT_SHAPE = (2, 256, 256, 3)
 ATOL = 1e-4
-UNAVAILABLE = "keras_mobilevit.weights.WeightsUnavailableError"
+UNAVAILABLE = "keras_mobilevit.hub.WeightsUnavailableError"
 
 # Builds MobileViT_XXS(weights=...) and prints one line "RESULT {json}": the
 # exception raised, or the largest difference from the expected logits.
@@ -39,7 +39,7 @@ if args["no_sleep"]:
     time.sleep = lambda seconds: None  # skip huggingface_hub's retry back-off
 import numpy as np
 import keras_mobilevit
-from keras_mobilevit.weights import WeightsUnavailableError
+from keras_mobilevit.hub import WeightsUnavailableError
 
 def name(cls):
     return f"{cls.__module__}.{cls.__qualname__}"

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import TOLERANCE, random_images, record, run_python, timm_forward
+from testing import TOLERANCE, random_images, record, run_python, timm_forward
 
 import keras_mobilevit
 from keras_mobilevit import fold_batchnorm, optimize_for_inference
@@ -141,7 +141,7 @@ def test_optimized_model_computes_the_same_with_fewer_layers(variant, size):
     attentions = [
         layer
         for layer in fast.layers
-        if isinstance(layer, keras_mobilevit.layers.MultiHeadSelfAttention)
+        if isinstance(layer, keras_mobilevit.layers.DotProductAttention)
     ]
     assert all(attention.scale == 1.0 for attention in attentions)
     assert fast.output_names == model.output_names

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import (
+from testing import (
     TOLERANCE,
     V1_VARIANTS,
     V2_VARIANTS,

@@ -5,13 +5,13 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import random_images, run_python
+from testing import random_images, run_python
 
 import keras_mobilevit
 from keras_mobilevit.layers import (
+    DotProductAttention,
     Fold,
     GroupNorm1,
-    MultiHeadSelfAttention,
     ResizeToPatchGrid,
     SeparableSelfAttention,
     Unfold,
@@ -104,7 +104,7 @@ def test_weights_h5_round_trip_in_a_fresh_process(trained_like_model, tmp_path):
         Unfold(2, name="u"),
         Unfold(2, merge_positions=False, name="u2"),
         Fold(2, name="f"),
-        MultiHeadSelfAttention(4, name="a"),
+        DotProductAttention(4, name="a"),
         ResizeToPatchGrid(2, name="r"),
         GroupNorm1(epsilon=1e-6, name="g"),
         SeparableSelfAttention(name="s"),

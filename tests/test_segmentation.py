@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import torch
-from conftest import TOLERANCE, random_images, record, run_python
+from testing import TOLERANCE, random_images, record, run_python
 
 import keras_mobilevit
 
@@ -309,9 +309,9 @@ def test_pascal_voc_from_a_hub_repo_with_only_pytorch_model_bin(segmentation_che
 def test_pytorch_checkpoint_without_torch_names_the_extra(tmp_path):
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from keras_mobilevit import weights\n"
+        "from keras_mobilevit import loading\n"
         "try:\n"
-        f"    weights.read_checkpoint({str(tmp_path / 'pytorch_model.bin')!r})\n"
+        f"    loading.read_checkpoint({str(tmp_path / 'pytorch_model.bin')!r})\n"
         "except ImportError as e:\n"
         "    print('RESULT', e)\n"
     )

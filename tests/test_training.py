@@ -14,9 +14,9 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-from conftest import run_python
 from hf_server import TOKEN, FakeHub
 from PIL import Image
+from testing import run_python
 
 import keras_mobilevit
 from keras_mobilevit import cli, imagenet, training, weights

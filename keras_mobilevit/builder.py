@@ -1,0 +1,312 @@
+"""Assembling a MobileViT-family model from a configuration.
+
+`mobilevit.py` (v1) and `mobilevitv2.py` (v2) hold the configurations and the
+public builders; this module holds what they share: argument validation,
+weights resolution, the stem/stages/head graph, and the builder factory.
+"""
+
+import collections
+
+import keras
+from keras import layers
+
+from keras_mobilevit import loading
+from keras_mobilevit.blocks import (
+    conv_bn_act,
+    inverted_residual,
+    mobilevit_block,
+    mobilevitv2_block,
+)
+from keras_mobilevit.model import MobileViTModel
+
+MIN_SIZE = 32
+
+Config = collections.namedtuple(
+    "Config",
+    [
+        "stem_channels",  # width of the 3x3/2 stem convolution
+        # One entry per stage: (output channels, depth, stride, transformer
+        # (dim, depth) or None). Each stage opens with inverted residual
+        # blocks; where `transformer` is set, a MobileViT block follows them.
+        "stages",
+        "expansion",  # inverted residual expansion ratio
+        "block",  # "mobilevit" (v1) or "mobilevitv2"
+        "head_channels",  # width of the final 1x1 conv, or None for none
+        "dropout",  # before the classifier, training only
+        # Weights name -> Hub repository id, or {input size: repository id}
+        # where checkpoints exist for several input sizes.
+        "hub_repos",
+        "eval_crop_pct",  # timm's evaluation crop for the weights
+    ],
+)
+
+_BLOCKS = {"mobilevit": mobilevit_block, "mobilevitv2": mobilevitv2_block}
+
+# The part of every builder's docstring that does not depend on the family;
+# `{weights}` is the family's description of its weights sets.
+COMMON_DOCSTRING = """Note: with `include_preprocessing=True` (the default) the model takes RGB
+pixels in `[0, 255]` and rescales them inside (so preprocessing is saved with
+the model), and `keras_mobilevit.preprocess_input` is a pass-through. With
+`include_preprocessing=False` it takes RGB in `[0, 1]`, the reference's
+convention. There is no mean/std normalisation.
+
+Args:
+    include_top: whether to include the classifier (global average pooling,
+        dropout and a dense layer) on top of the network.
+    include_preprocessing: whether to include a `Rescaling(1/255)` layer at
+        the bottom of the network.
+    weights: `None` (random initialisation),
+        {weights},
+        a path to a Keras `.weights.h5` file, a `.safetensors` file in
+        timm's layout or a `.keras` model of the same variant (a fine-tuned
+        one: its weights are taken layer by layer, by name), or
+        `"hf://owner/repo"` for a Hub repository that holds a
+        `model.safetensors` in timm's layout or a Keras model saved with
+        `model.save("hf://owner/repo")`.
+    input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
+        the image input of the model.
+    input_shape: optional shape tuple `(height, width, 3)`, each side at least
+        32 or `None`. Defaults to `(None, None, 3)`.
+    pooling: feature pooling when `include_top` is `False`: `None` returns the
+        4D output of the last layer, `"avg"` global average pooling, `"max"`
+        global max pooling.
+    classes: number of classes, only with `include_top=True` and when no
+        `weights` are given (or with weights whose classifier matches).
+    classifier_activation: activation of the top layer, a string or callable,
+        or `None` to return logits. Ignored unless `include_top=True`.
+    name: the name of the model, defaults to `"{name}"`.
+    feature_extractor: with `include_top=False`, return a dict of feature
+        maps instead: `"P1"` (stride 2) to `"P5"` (stride 32, or
+        `output_stride`), for segmentation and detection heads. `"P5"` is
+        what `include_top=False` returns.
+    output_stride: 32 (default), 16 or 8. Below 32, the last stages keep
+        their resolution and use dilated convolutions instead, as the
+        reference DeepLabV3 backbones do. Pretrained weights load into any
+        output stride.
+
+Returns:
+    A `keras.Model` instance.
+"""
+
+# Every variant of the package, by builder name (filled by `make_builder`).
+REGISTRY = {}
+
+
+def build_model(
+    config,
+    include_top=True,
+    include_preprocessing=True,
+    weights="imagenet",
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="MobileViT",
+    feature_extractor=False,
+    output_stride=32,
+):
+    """Builds a model from a `Config`; use the public builders instead."""
+    input_shape = validate_arguments(
+        config, include_top, weights, input_tensor, input_shape, pooling, classes
+    )
+    _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride)
+    weights_path = None
+    if weights is not None:
+        weights_path = loading.resolve(weights, hub_repos_for(config, input_shape))
+
+    if input_tensor is None:
+        inputs = layers.Input(shape=input_shape, name="image")
+    elif keras.backend.is_keras_tensor(input_tensor):
+        inputs = input_tensor
+    else:
+        inputs = layers.Input(tensor=input_tensor, shape=input_shape, name="image")
+
+    x = inputs
+    if include_preprocessing:
+        x = layers.Rescaling(1.0 / 255, name="rescaling")(x)
+    x = conv_bn_act(x, config.stem_channels, 3, strides=2, name="stem")
+    x, features = _stages(x, config, output_stride)
+
+    if feature_extractor:
+        features[f"P{len(features) + 1}"] = x
+        x = features
+    elif include_top:
+        x = layers.GlobalAveragePooling2D(name="head_global_pool")(x)
+        x = layers.Dropout(config.dropout, name="head_drop")(x)
+        x = layers.Dense(classes, name="head_fc")(x)
+        if classifier_activation is not None:
+            x = layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="head_global_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="head_global_pool")(x)
+
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+        if len(inputs) == 1:
+            # One input, not a list of one: called on an array, Keras would warn otherwise.
+            inputs = inputs[0]
+    model = MobileViTModel(inputs, x, name=name)
+
+    if weights_path is not None:
+        loading.load(model, weights_path, include_top=include_top)
+    return model
+
+
+def _stages(x, config, output_stride):
+    """The five stages and the final 1x1 conv.
+
+    Returns the output and the feature maps of the first four stages, keyed
+    `"P1"` (stride 2) to `"P4"` (stride 16). Past `output_stride`, stages keep
+    their resolution: their first block has stride 1, and later layers are
+    dilated instead, following transformers' DeepLabV3 backbones (where the
+    opening inverted residual of a stage takes half the stage's dilation).
+    """
+    stride, dilation = 2, 1
+    features = {}
+    transformer_block = _BLOCKS[config.block]
+    for stage, (filters, depth, strides, transformer) in enumerate(config.stages):
+        block_dilation = dilation
+        if strides > 1 and stride >= output_stride:
+            dilation *= strides
+            strides = 1
+        else:
+            stride *= strides
+        for block in range(depth):
+            x = inverted_residual(
+                x,
+                filters,
+                strides=strides if block == 0 else 1,
+                expansion=config.expansion,
+                dilation=block_dilation if block == 0 else dilation,
+                name=f"stages_{stage}_{block}",
+            )
+        if transformer is not None:
+            transformer_dim, transformer_depth = transformer
+            x = transformer_block(
+                x, transformer_dim, transformer_depth, name=f"stages_{stage}_{depth}"
+            )
+        if stage < len(config.stages) - 1:
+            features[f"P{stage + 1}"] = x
+    if config.head_channels:
+        x = conv_bn_act(x, config.head_channels, 1, name="final_conv")
+    return x, features
+
+
+def hub_repos_for(config, input_shape):
+    """Weights name -> Hub repository for this input shape.
+
+    Where a weights set has checkpoints for several sizes, a square input of
+    one of those sizes gets that checkpoint, anything else the smallest.
+    """
+    repos = {}
+    for weights, repo in config.hub_repos.items():
+        if isinstance(repo, dict):
+            size = input_shape[0] if input_shape[0] == input_shape[1] else None
+            repo = repo.get(size, repo[min(repo)])
+        repos[weights] = repo
+    return repos
+
+
+def _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride):
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"`output_stride` must be 8, 16 or 32, got {output_stride!r}.")
+    if feature_extractor and include_top:
+        raise ValueError(
+            "feature_extractor=True returns feature maps, not class scores: "
+            "pass include_top=False with it."
+        )
+    if feature_extractor and pooling is not None:
+        raise ValueError(
+            "feature_extractor=True returns un-pooled feature maps; leave `pooling` as None."
+        )
+
+
+def validate_arguments(config, include_top, weights, input_tensor, input_shape, pooling, classes):
+    """Checks the builder arguments before any work; returns the input shape."""
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "MobileViT models are built channels-last; set "
+            "keras.config.set_image_data_format('channels_last')."
+        )
+    if isinstance(weights, str) and weights not in config.hub_repos:
+        having = [name for name, other in REGISTRY.items() if weights in other.hub_repos]
+        if having:
+            raise ValueError(
+                f"weights={weights!r} exist only for {', '.join(having)}. Valid values for this "
+                f"model: {', '.join(repr(k) for k in [None, *config.hub_repos])}, a path, or "
+                "'hf://owner/repo'."
+            )
+    loading.validate(weights, config.hub_repos)
+    if weights in config.hub_repos and include_top and classes != 1000:
+        raise ValueError(
+            f'With weights="{weights}" and include_top=True, `classes` must be 1000 '
+            f"(got classes={classes}). Use include_top=False and add your own head, "
+            "or weights=None."
+        )
+    if not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"`classes` must be a positive integer, got {classes!r}.")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max', got {pooling!r}.")
+
+    if input_shape is None and input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor) and not hasattr(input_tensor, "shape"):
+            raise ValueError(f"`input_tensor` must be a Keras tensor, got {type(input_tensor)}.")
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        input_shape = (None, None, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"`input_shape` must be (height, width, 3), got {input_shape}.")
+    if input_shape[-1] != 3:
+        raise ValueError(
+            f"MobileViT takes RGB images with 3 channels, got input_shape={input_shape}."
+        )
+    for side in input_shape[:2]:
+        if side is not None and side < MIN_SIZE:
+            raise ValueError(
+                f"Input height and width must be at least {MIN_SIZE} pixels, "
+                f"got input_shape={input_shape}."
+            )
+    return input_shape
+
+
+def make_builder(variant, config, description, weights_doc):
+    """A public builder function for one variant, registered under its name.
+
+    Its docstring is `description` followed by `COMMON_DOCSTRING`.
+    """
+
+    def build(
+        include_top=True,
+        include_preprocessing=True,
+        weights="imagenet",
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name=None,
+        feature_extractor=False,
+        output_stride=32,
+    ):
+        return build_model(
+            config,
+            include_top=include_top,
+            include_preprocessing=include_preprocessing,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name or variant,
+            feature_extractor=feature_extractor,
+            output_stride=output_stride,
+        )
+
+    build.__name__ = build.__qualname__ = variant
+    build.__doc__ = description + COMMON_DOCSTRING.format(weights=weights_doc, name=variant)
+    REGISTRY[variant] = config
+    return build

@@ -1,0 +1,198 @@
+"""Finding and loading weights: weight-set names, `hf://` repositories and local files.
+
+Checkpoints are read with `safetensors`' numpy API (no torch and no
+unpickling at run time) and converted from their source layout by
+`keras_mobilevit.converters`. A Keras model (a `.keras` file, or a Hub
+repository written by `model.save("hf://owner/repo")`) gives its weights layer
+by layer, by name.
+"""
+
+import os
+
+import keras
+
+from keras_mobilevit import converters, hub
+
+
+def is_path(weights):
+    """Whether a `weights` string names a file rather than a weights set."""
+    return (
+        weights.endswith((".h5", ".safetensors", ".bin", ".keras"))
+        or os.sep in weights
+        or "/" in weights
+    )
+
+
+def validate(weights, hub_repos):
+    """Checks a `weights` argument without downloading anything."""
+    if weights is None or weights in hub_repos or hub.repo_id_of(weights) is not None:
+        return
+    if not isinstance(weights, str) or not is_path(weights):
+        valid = ", ".join(repr(k) for k in [None, *hub_repos])
+        raise ValueError(
+            f"Unknown weights={weights!r}. Valid values: {valid}, a path to a "
+            "'.weights.h5', '.safetensors' or '.keras' file, or 'hf://owner/repo'."
+        )
+    if not os.path.isfile(os.path.expanduser(weights)):
+        raise FileNotFoundError(f"No weights file at {weights!r}.")
+
+
+def resolve(weights, hub_repos, filenames=(hub.CHECKPOINT_FILENAME,)):
+    """Turns a `weights` argument into a local file path (downloading if needed).
+
+    Args:
+        weights: `"imagenet"` (or another key of `hub_repos`), `"hf://owner/repo"`,
+            or a path to a `.weights.h5`, `.safetensors` or `.keras` file.
+        hub_repos: mapping of weights-set name to Hub repository id.
+        filenames: the checkpoint file names to look for in a Hub
+            repository, in order of preference.
+
+    Returns:
+        The path of a weights file, or, for an `"hf://"` repository holding
+        a Keras model rather than a checkpoint, of the folder of its
+        `config.json` and `model.weights.h5`.
+    """
+    repo_id = hub_repos.get(weights) or hub.repo_id_of(weights)
+    if repo_id is not None:
+        try:
+            for filename in filenames[:-1]:
+                try:
+                    return hub.download(repo_id, filename)
+                except hub.WeightsUnavailableError as e:
+                    if not isinstance(e.__cause__, hub.missing_file_errors()):
+                        raise
+            return hub.download(repo_id, filenames[-1])
+        except hub.WeightsUnavailableError as e:
+            if weights in hub_repos:
+                raise
+            return hub.keras_model_folder(repo_id, e)
+    validate(weights, hub_repos)
+    return os.path.expanduser(weights)
+
+
+def read_checkpoint(path):
+    """Reads a checkpoint's tensors as numpy arrays: safetensors, or a PyTorch pickle."""
+    if path.endswith((".bin", ".pt", ".pth")):
+        return read_torch_checkpoint(path)
+    return read_safetensors(path)
+
+
+def read_torch_checkpoint(path):
+    """Reads a PyTorch `state_dict` file with `torch.load(weights_only=True)`.
+
+    Only tensors are unpickled (no code runs); torch is an optional extra.
+    """
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} is a PyTorch checkpoint; reading it needs torch: "
+            'pip install "keras-mobilevit[torch]". Prefer a .safetensors file where one exists.'
+        ) from e
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"Could not read the PyTorch checkpoint {path}: {e}") from e
+    return {name: tensor.float().numpy() for name, tensor in state_dict.items()}
+
+
+def read_safetensors(path):
+    """Reads every tensor of a `.safetensors` file as numpy arrays."""
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error type for bad files
+        raise ValueError(
+            f"Could not read the weights file {path}: {e}. It is truncated, corrupt, or not "
+            "a safetensors file."
+        ) from e
+
+
+def load(model, path, include_top):
+    """Loads a `.safetensors` (timm layout) or Keras `.weights.h5` file into `model`.
+
+    Or a Keras model (a `.keras` file, or a folder of `config.json` and
+    `model.weights.h5`), whose layers give their weights to the layers of the
+    same name. Nothing is assigned unless every tensor matches; on error the
+    model is left as it was.
+    """
+    if os.path.isdir(path) or path.endswith(".keras"):
+        _load_keras_model(model, path)
+        return
+    if path.endswith(".h5"):
+        _load_keras_weights(model, path)
+        return
+    converters.load_checkpoint(model, read_checkpoint(path), source=path, include_top=include_top)
+
+
+def _load_keras_weights(model, path):
+    # Keras assigns layer by layer and can stop half way; load into a snapshot
+    # and restore it on failure.
+    snapshot = [keras.ops.convert_to_numpy(v.value) for v in model.weights]
+    try:
+        model.load_weights(path)
+    except Exception as e:
+        for variable, value in zip(model.weights, snapshot, strict=True):
+            variable.assign(value)
+        # Keras' message ends with the variable's values: keep what precedes them.
+        reason = str(e).split("Target variable:")[0].strip()
+        raise ValueError(
+            f"Could not load the Keras weights file {path} into {model.name}; the file is for "
+            f"another variant or configuration (include_top, classes). {reason}"
+        ) from e
+
+
+def _load_keras_model(model, path):
+    """Copies the weights of the Keras model saved at `path` into `model`, layer by layer.
+
+    Layers are matched by name, so the saved model may have a top where
+    `model` has none (`include_top=False`), or another input size. Every
+    layer of `model` with weights must be found, with the same shapes.
+    """
+    import keras_mobilevit  # noqa: F401  (registers the layers the saved model needs)
+
+    where = _describe_keras_model(path)
+    try:
+        source = keras.saving.load_model(path, compile=False)
+    except Exception as e:
+        raise ValueError(f"Could not load the Keras model in {where}: {e}") from e
+    layers = {layer.name: layer for layer in source.layers}
+    plan = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        other = layers.get(layer.name)
+        if other is None or len(other.weights) != len(layer.weights):
+            raise ValueError(
+                f"The Keras model {source.name!r} in {where} has no layer "
+                f"{layer.name!r} with the weights this {model.name} needs: it is not a "
+                f"{model.name} (nor built the way keras_mobilevit builds it)."
+            )
+        for variable, value in zip(layer.weights, other.weights, strict=True):
+            if tuple(variable.shape) == tuple(value.shape):
+                plan.append((variable, keras.ops.convert_to_numpy(value.value)))
+            elif layer.name == "head_fc":
+                raise ValueError(
+                    f"The Keras model in {where} classifies into {value.shape[-1]} "
+                    f"classes, and this model into {variable.shape[-1]}: build it with "
+                    f"classes={value.shape[-1]}, or with include_top=False for its backbone only."
+                )
+            else:
+                raise ValueError(
+                    f"Layer {layer.name!r} of the Keras model in {where} has a "
+                    f"{variable.name!r} of shape {tuple(value.shape)}, but this model needs "
+                    f"{tuple(variable.shape)}: the model is another MobileViT variant."
+                )
+    for variable, value in plan:
+        variable.assign(value.astype(variable.dtype))
+
+
+def _describe_keras_model(path):
+    """`"hf://owner/repo"` for a Hub download in huggingface_hub's cache, else the path."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    if os.path.isdir(path) and len(parts) >= 3 and parts[-2] == "snapshots":
+        repo = parts[-3]
+        if repo.startswith("models--"):
+            return f"{hub.HUB_PREFIX}{repo.removeprefix('models--').replace('--', '/')} ({path})"
+    return path

@@ -1,0 +1,70 @@
+"""The suite's core under the conditions users may run it in: the kernels off, and the
+lowest Keras release that pyproject.toml admits (the newest is what the suite runs on)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from testing import TESTS, run_pytest
+
+ROOT = os.path.dirname(TESTS)
+CORE = ["tests/test_parity.py", "tests/test_legacy_files.py", "tests/test_layers.py"]
+
+
+def _lowest_keras():
+    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
+        return re.search(r'"keras>=([\d.]+)"', f.read()).group(1)
+
+
+@pytest.mark.slow
+def test_parity_and_layers_with_the_kernels_off():
+    result = run_pytest(
+        [*CORE, "-m", "not slow"], "tensorflow", {"KERAS_MOBILEVIT_FAST_PATHS": "0"}
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_lowest_supported_keras(tmp_path_factory):
+    version = _lowest_keras()
+    target = tmp_path_factory.mktemp(f"keras-{version}")
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            target,
+            f"keras=={version}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    pythonpath = os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])
+    check = "import keras; print(keras.__version__)"
+    result = run_pytest(
+        [
+            *CORE,
+            "tests/test_saving.py",
+            "-m",
+            "not slow",
+            "-k",
+            "XXS or V2_050 or legacy or layers or saving",
+        ],
+        "tensorflow",
+        {"PYTHONPATH": pythonpath},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    used = subprocess.run(
+        [sys.executable, "-c", check],
+        env={**os.environ, "PYTHONPATH": pythonpath},
+        capture_output=True,
+        text=True,
+    )
+    assert used.stdout.strip() == version
