@@ -6,6 +6,7 @@ weights resolution, the stem/stages/head graph, and the builder factory.
 """
 
 import collections
+import typing
 
 import keras
 from keras import layers
@@ -21,14 +22,22 @@ from keras_mobilevit.model import MobileViTModel
 
 MIN_SIZE = 32
 
+
+class Stage(typing.NamedTuple):
+    """One stage: inverted residual blocks, then optionally a MobileViT(V2) block."""
+
+    channels: int  # output channels
+    depth: int  # inverted residual blocks
+    stride: int  # the first block's
+    transformer_dim: int | None = None  # width of the MobileViT block that follows, if any
+    transformer_depth: int = 0  # its transformer layers
+
+
 Config = collections.namedtuple(
     "Config",
     [
         "stem_channels",  # width of the 3x3/2 stem convolution
-        # One entry per stage: (output channels, depth, stride, transformer
-        # (dim, depth) or None). Each stage opens with inverted residual
-        # blocks; where `transformer` is set, a MobileViT block follows them.
-        "stages",
+        "stages",  # a `Stage` each
         "expansion",  # inverted residual expansion ratio
         "block",  # "mobilevit" (v1) or "mobilevitv2"
         "head_channels",  # width of the final 1x1 conv, or None for none
@@ -166,7 +175,8 @@ def _stages(x, config, output_stride):
     stride, dilation = 2, 1
     features = {}
     transformer_block = _BLOCKS[config.block]
-    for stage, (filters, depth, strides, transformer) in enumerate(config.stages):
+    for stage, spec in enumerate(config.stages):
+        filters, depth, strides = spec.channels, spec.depth, spec.stride
         block_dilation = dilation
         if strides > 1 and stride >= output_stride:
             dilation *= strides
@@ -182,10 +192,9 @@ def _stages(x, config, output_stride):
                 dilation=block_dilation if block == 0 else dilation,
                 name=f"stages_{stage}_{block}",
             )
-        if transformer is not None:
-            transformer_dim, transformer_depth = transformer
+        if spec.transformer_dim is not None:
             x = transformer_block(
-                x, transformer_dim, transformer_depth, name=f"stages_{stage}_{depth}"
+                x, spec.transformer_dim, spec.transformer_depth, name=f"stages_{stage}_{depth}"
             )
         if stage < len(config.stages) - 1:
             features[f"P{stage + 1}"] = x

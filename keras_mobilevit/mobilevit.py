@@ -5,18 +5,18 @@ Reference:
   Transformer](https://arxiv.org/abs/2110.02178) (ICLR 2022)
 """
 
-from keras_mobilevit.builder import Config, make_builder
+from keras_mobilevit.builder import Config, Stage, make_builder
 
 # Values are timm's `model_cfgs` (see `Config` for the fields).
 CONFIGS = {
     "MobileViT_XXS": Config(
         stem_channels=16,
         stages=(
-            (16, 1, 1, None),
-            (24, 3, 2, None),
-            (48, 1, 2, (64, 2)),
-            (64, 1, 2, (80, 4)),
-            (80, 1, 2, (96, 3)),
+            Stage(16, 1, 1),
+            Stage(24, 3, 2),
+            Stage(48, 1, 2, transformer_dim=64, transformer_depth=2),
+            Stage(64, 1, 2, transformer_dim=80, transformer_depth=4),
+            Stage(80, 1, 2, transformer_dim=96, transformer_depth=3),
         ),
         expansion=2,
         block="mobilevit",
@@ -28,11 +28,11 @@ CONFIGS = {
     "MobileViT_XS": Config(
         stem_channels=16,
         stages=(
-            (32, 1, 1, None),
-            (48, 3, 2, None),
-            (64, 1, 2, (96, 2)),
-            (80, 1, 2, (120, 4)),
-            (96, 1, 2, (144, 3)),
+            Stage(32, 1, 1),
+            Stage(48, 3, 2),
+            Stage(64, 1, 2, transformer_dim=96, transformer_depth=2),
+            Stage(80, 1, 2, transformer_dim=120, transformer_depth=4),
+            Stage(96, 1, 2, transformer_dim=144, transformer_depth=3),
         ),
         expansion=4,
         block="mobilevit",
@@ -44,11 +44,11 @@ CONFIGS = {
     "MobileViT_S": Config(
         stem_channels=16,
         stages=(
-            (32, 1, 1, None),
-            (64, 3, 2, None),
-            (96, 1, 2, (144, 2)),
-            (128, 1, 2, (192, 4)),
-            (160, 1, 2, (240, 3)),
+            Stage(32, 1, 1),
+            Stage(64, 3, 2),
+            Stage(96, 1, 2, transformer_dim=144, transformer_depth=2),
+            Stage(128, 1, 2, transformer_dim=192, transformer_depth=4),
+            Stage(160, 1, 2, transformer_dim=240, transformer_depth=3),
         ),
         expansion=4,
         block="mobilevit",

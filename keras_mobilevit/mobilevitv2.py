@@ -6,7 +6,7 @@ Reference:
 """
 
 from keras_mobilevit.blocks import make_divisible
-from keras_mobilevit.builder import Config, make_builder
+from keras_mobilevit.builder import Config, Stage, make_builder
 
 WIDTHS = ("050", "075", "100", "125", "150", "175", "200")
 # Widths with ImageNet-21k pretrained, ImageNet-1k fine-tuned checkpoints.
@@ -26,11 +26,11 @@ def _config(width):
     return Config(
         stem_channels=int(32 * multiplier),
         stages=(
-            (channels[0], 1, 1, None),
-            (channels[1], 2, 2, None),
-            (channels[2], 1, 2, (dims[0], 2)),
-            (channels[3], 1, 2, (dims[1], 4)),
-            (channels[4], 1, 2, (dims[2], 3)),
+            Stage(channels[0], 1, 1),
+            Stage(channels[1], 2, 2),
+            Stage(channels[2], 1, 2, transformer_dim=dims[0], transformer_depth=2),
+            Stage(channels[3], 1, 2, transformer_dim=dims[1], transformer_depth=4),
+            Stage(channels[4], 1, 2, transformer_dim=dims[2], transformer_depth=3),
         ),
         expansion=2,
         block="mobilevitv2",
