@@ -6,12 +6,13 @@ weights resolution, the stem/stages/head graph, and the builder factory.
 """
 
 import collections
+import dataclasses
 import typing
 
 import keras
 from keras import layers
 
-from keras_mobilevit import loading
+from keras_mobilevit import loading, pretrained
 from keras_mobilevit.blocks import (
     conv_bn_act,
     inverted_residual,
@@ -42,10 +43,6 @@ Config = collections.namedtuple(
         "block",  # "mobilevit" (v1) or "mobilevitv2"
         "head_channels",  # width of the final 1x1 conv, or None for none
         "dropout",  # before the classifier, training only
-        # Weights name -> Hub repository id, or {input size: repository id}
-        # where checkpoints exist for several input sizes.
-        "hub_repos",
-        "eval_crop_pct",  # timm's evaluation crop for the weights
     ],
 )
 
@@ -97,8 +94,26 @@ Returns:
     A `keras.Model` instance.
 """
 
-# Every variant of the package, by builder name (filled by `make_builder`).
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A registered model: its public builder, its architecture, what it computes."""
+
+    builder: typing.Callable
+    config: Config
+    task: str  # "classification" or "segmentation"
+
+
+# Every model of the package, by builder name (filled by `register`).
 REGISTRY = {}
+
+
+def register(build, variant, config, task, docstring):
+    """Names `build` after `variant`, gives it `docstring`, and registers it; returns it."""
+    build.__name__ = build.__qualname__ = variant
+    build.__doc__ = docstring
+    REGISTRY[variant] = Variant(build, config, task)
+    return build
 
 
 def build_model(
@@ -114,15 +129,19 @@ def build_model(
     name="MobileViT",
     feature_extractor=False,
     output_stride=32,
+    variant=None,
 ):
-    """Builds a model from a `Config`; use the public builders instead."""
+    """Builds a model from a `Config`; use the public builders instead.
+
+    `variant` names the model in the table of weight sets (`pretrained`).
+    """
     input_shape = validate_arguments(
-        config, include_top, weights, input_tensor, input_shape, pooling, classes
+        variant, include_top, weights, input_tensor, input_shape, pooling, classes
     )
     _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride)
     weights_path = None
     if weights is not None:
-        weights_path = loading.resolve(weights, hub_repos_for(config, input_shape))
+        weights_path = loading.resolve(weights, weight_set_for(variant, weights, input_shape))
 
     if input_tensor is None:
         inputs = layers.Input(shape=input_shape, name="image")
@@ -203,19 +222,11 @@ def _stages(x, config, output_stride):
     return x, features
 
 
-def hub_repos_for(config, input_shape):
-    """Weights name -> Hub repository for this input shape.
-
-    Where a weights set has checkpoints for several sizes, a square input of
-    one of those sizes gets that checkpoint, anything else the smallest.
-    """
-    repos = {}
-    for weights, repo in config.hub_repos.items():
-        if isinstance(repo, dict):
-            size = input_shape[0] if input_shape[0] == input_shape[1] else None
-            repo = repo.get(size, repo[min(repo)])
-        repos[weights] = repo
-    return repos
+def weight_set_for(variant, weights, input_shape):
+    """The `pretrained.WeightSet` that `weights` names for this model and input, or `None`."""
+    if weights in pretrained.names(variant):
+        return pretrained.find(variant, weights, input_shape)
+    return None
 
 
 def _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride):
@@ -232,28 +243,31 @@ def _validate_backbone_arguments(include_top, pooling, feature_extractor, output
         )
 
 
-def validate_arguments(config, include_top, weights, input_tensor, input_shape, pooling, classes):
+def validate_arguments(variant, include_top, weights, input_tensor, input_shape, pooling, classes):
     """Checks the builder arguments before any work; returns the input shape."""
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "MobileViT models are built channels-last; set "
             "keras.config.set_image_data_format('channels_last')."
         )
-    if isinstance(weights, str) and weights not in config.hub_repos:
-        having = [name for name, other in REGISTRY.items() if weights in other.hub_repos]
+    names = pretrained.names(variant)
+    if isinstance(weights, str) and weights not in names:
+        having = pretrained.models_with(weights)
         if having:
             raise ValueError(
                 f"weights={weights!r} exist only for {', '.join(having)}. Valid values for this "
-                f"model: {', '.join(repr(k) for k in [None, *config.hub_repos])}, a path, or "
+                f"model: {', '.join(repr(k) for k in [None, *names])}, a path, or "
                 "'hf://owner/repo'."
             )
-    loading.validate(weights, config.hub_repos)
-    if weights in config.hub_repos and include_top and classes != 1000:
-        raise ValueError(
-            f'With weights="{weights}" and include_top=True, `classes` must be 1000 '
-            f"(got classes={classes}). Use include_top=False and add your own head, "
-            "or weights=None."
-        )
+    loading.validate(weights, names)
+    if weights in names and include_top:
+        expected = pretrained.find(variant, weights).classes
+        if classes != expected:
+            raise ValueError(
+                f'With weights="{weights}" and include_top=True, `classes` must be {expected} '
+                f"(got classes={classes}). Use include_top=False and add your own head, "
+                "or weights=None."
+            )
     if not isinstance(classes, int) or classes < 1:
         raise ValueError(f"`classes` must be a positive integer, got {classes!r}.")
     if pooling not in (None, "avg", "max"):
@@ -313,9 +327,8 @@ def make_builder(variant, config, description, weights_doc):
             name=name or variant,
             feature_extractor=feature_extractor,
             output_stride=output_stride,
+            variant=variant,
         )
 
-    build.__name__ = build.__qualname__ = variant
-    build.__doc__ = description + COMMON_DOCSTRING.format(weights=weights_doc, name=variant)
-    REGISTRY[variant] = config
-    return build
+    docstring = description + COMMON_DOCSTRING.format(weights=weights_doc, name=variant)
+    return register(build, variant, config, "classification", docstring)

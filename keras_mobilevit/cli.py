@@ -6,10 +6,14 @@ import sys
 
 
 def _models(segmentation=False):
-    from keras_mobilevit import deeplabv3
+    import keras_mobilevit  # noqa: F401  (registers every builder)
     from keras_mobilevit.builder import REGISTRY
 
-    return tuple(REGISTRY) + (tuple(deeplabv3.VARIANTS) if segmentation else ())
+    return tuple(
+        name
+        for name, variant in REGISTRY.items()
+        if segmentation or variant.task == "classification"
+    )
 
 
 def _model_name(value, segmentation=False):
@@ -178,23 +182,23 @@ def predict(args):
 
     import numpy as np
 
-    import keras_mobilevit
-    from keras_mobilevit import hub, imagenet
-    from keras_mobilevit.builder import REGISTRY, hub_repos_for
+    from keras_mobilevit import hub, imagenet, pretrained
+    from keras_mobilevit.builder import REGISTRY
 
-    config = REGISTRY[args.model]
-    hub_repos = hub_repos_for(config, input_shape=(None, None, 3))
-    if args.weights in hub_repos:
-        repo = hub_repos[args.weights]
+    weight_set = pretrained.find(
+        args.model, args.weights if args.weights in pretrained.names(args.model) else "imagenet"
+    )
+    if args.weights == weight_set.name:
         print(
-            f"Fetching {args.model} weights from the Hugging Face Hub ({repo})...", file=sys.stderr
+            f"Fetching {args.model} weights from the Hugging Face Hub ({weight_set.repo})...",
+            file=sys.stderr,
         )
     elif args.weights.startswith(hub.HUB_PREFIX):
         print(f"Fetching weights from the Hugging Face Hub ({args.weights})...", file=sys.stderr)
-    model = getattr(keras_mobilevit, args.model)(weights=args.weights)
+    model = REGISTRY[args.model].builder(weights=args.weights)
 
     batch = np.stack(
-        [imagenet.load_image(path, crop_pct=config.eval_crop_pct) for path in args.images]
+        [imagenet.load_image(path, crop_pct=weight_set.crop_pct) for path in args.images]
     )
     probabilities = np.asarray(model.predict(batch, verbose=0))
     for path, top in zip(
@@ -221,8 +225,8 @@ def _calibration_images(directory, size):
 
 
 def export(args):
-    import keras_mobilevit
     from keras_mobilevit import export as export_lib
+    from keras_mobilevit.builder import REGISTRY
 
     if args.quantize in ("int8", "int8_full") and not args.calibration_images:
         raise ValueError(
@@ -236,7 +240,7 @@ def export(args):
     # Fail on a bad request before building (and perhaps downloading) the model.
     export_lib.check_request(args.output, args.format, args.quantize, representative)
     options = {} if args.weights is None else {"weights": args.weights}
-    model = getattr(keras_mobilevit, args.model)(**options)
+    model = REGISTRY[args.model].builder(**options)
     report = export_lib.export(
         model, args.output, args.format, args.quantize, representative, input_size=size
     )

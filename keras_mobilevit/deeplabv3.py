@@ -11,26 +11,28 @@ that these models take RGB like every keras_mobilevit model.
 
 from keras import layers
 
-from keras_mobilevit import loading, mobilevit, mobilevitv2
+from keras_mobilevit import loading, mobilevit, mobilevitv2, pretrained
 from keras_mobilevit.blocks import conv_bn_act
-from keras_mobilevit.builder import build_model, validate_arguments
+from keras_mobilevit.builder import (
+    REGISTRY,
+    build_model,
+    register,
+    validate_arguments,
+    weight_set_for,
+)
 from keras_mobilevit.layers import FastConv2D, ResizeLike
 from keras_mobilevit.model import MobileViTModel
 
 OUTPUT_STRIDE = 16
 ATROUS_RATES = (6, 12, 18)
 VOC_CLASSES = 21
-# Transformers' segmentation repositories hold `pytorch_model.bin`, and most
-# also a `model.safetensors`, which is preferred.
-CHECKPOINT_FILES = ("model.safetensors", "pytorch_model.bin")
-
 BACKBONES = {**mobilevit.CONFIGS, **mobilevitv2.CONFIGS}
-# Builder name -> (backbone builder name, ASPP width, Hub repository).
+# Builder name -> (backbone builder name, ASPP width).
 VARIANTS = {
-    "MobileViT_XXS_DeepLabV3": ("MobileViT_XXS", 256, "apple/deeplabv3-mobilevit-xx-small"),
-    "MobileViT_XS_DeepLabV3": ("MobileViT_XS", 256, "apple/deeplabv3-mobilevit-x-small"),
-    "MobileViT_S_DeepLabV3": ("MobileViT_S", 256, "apple/deeplabv3-mobilevit-small"),
-    "MobileViTV2_100_DeepLabV3": ("MobileViTV2_100", 512, "apple/mobilevitv2-1.0-voc-deeplabv3"),
+    "MobileViT_XXS_DeepLabV3": ("MobileViT_XXS", 256),
+    "MobileViT_XS_DeepLabV3": ("MobileViT_XS", 256),
+    "MobileViT_S_DeepLabV3": ("MobileViT_S", 256),
+    "MobileViTV2_100_DeepLabV3": ("MobileViTV2_100", 512),
 }
 
 BASE_DOCSTRING = """Instantiates DeepLabV3 with a {backbone} backbone, for semantic segmentation.
@@ -102,13 +104,11 @@ def DeepLabV3(
     name=None,
 ):
     """Builds a DeepLabV3 model; use the `*_DeepLabV3` functions."""
-    backbone_variant, channels, repo = VARIANTS[variant]
-    # The segmentation backbones have no final 1x1 expansion (transformers'
-    # `expand_output=False`).
-    config = BACKBONES[backbone_variant]._replace(
-        head_channels=None, hub_repos={"pascal_voc": repo}
+    backbone_variant, channels = VARIANTS[variant]
+    config = REGISTRY[variant].config
+    input_shape = validate_arguments(
+        variant, False, weights, input_tensor, input_shape, None, classes
     )
-    validate_arguments(config, False, weights, input_tensor, input_shape, None, classes)
     if weights == "pascal_voc" and classes != VOC_CLASSES:
         raise ValueError(
             f'weights="pascal_voc" has {VOC_CLASSES} classes, got classes={classes}. '
@@ -117,7 +117,11 @@ def DeepLabV3(
         )
     weights_path = None
     if weights is not None:
-        weights_path = loading.resolve(weights, config.hub_repos, filenames=CHECKPOINT_FILES)
+        weights_path = loading.resolve(
+            weights,
+            weight_set_for(variant, weights, input_shape),
+            filenames=pretrained.SAFETENSORS_OR_BIN,
+        )
 
     backbone = build_model(
         config,
@@ -158,10 +162,13 @@ def _builder(variant):
             name=name,
         )
 
-    backbone_variant, _, repo = VARIANTS[variant]
-    build.__name__ = build.__qualname__ = variant
-    build.__doc__ = BASE_DOCSTRING.format(backbone=backbone_variant, repo=repo, name=variant)
-    return build
+    backbone_variant, _ = VARIANTS[variant]
+    repo = pretrained.find(variant, "pascal_voc").repo
+    # The segmentation backbones have no final 1x1 expansion (transformers'
+    # `expand_output=False`).
+    config = BACKBONES[backbone_variant]._replace(head_channels=None)
+    docstring = BASE_DOCSTRING.format(backbone=backbone_variant, repo=repo, name=variant)
+    return register(build, variant, config, "segmentation", docstring)
 
 
 MobileViT_XXS_DeepLabV3 = _builder("MobileViT_XXS_DeepLabV3")

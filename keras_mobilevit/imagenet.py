@@ -11,9 +11,10 @@ import pathlib
 
 import numpy as np
 
-# timm's evaluation transform for the MobileViT checkpoints.
-EVAL_SIZE = 256
-EVAL_CROP_PCT = 0.9
+from keras_mobilevit import pretrained
+
+# The evaluation transform of the README's model, MobileViT_XS's ImageNet weights.
+_DEFAULT_WEIGHTS = pretrained.find("MobileViT_XS", "imagenet")
 
 _CLASS_INDEX_PATH = pathlib.Path(__file__).parent / "data" / "imagenet_class_index.json"
 
@@ -74,7 +75,7 @@ def decode_predictions(preds, top=5):
     return results
 
 
-def load_image(path, size=EVAL_SIZE, crop_pct=EVAL_CROP_PCT):
+def load_image(path, size=_DEFAULT_WEIGHTS.input_size, crop_pct=_DEFAULT_WEIGHTS.crop_pct):
     """Loads an image for evaluation, as timm does for these checkpoints.
 
     Bicubic resize of the short side to `floor(size / crop_pct)`, then a

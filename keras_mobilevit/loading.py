@@ -23,12 +23,17 @@ def is_path(weights):
     )
 
 
-def validate(weights, hub_repos):
-    """Checks a `weights` argument without downloading anything."""
-    if weights is None or weights in hub_repos or hub.repo_id_of(weights) is not None:
+def validate(weights, names=()):
+    """Checks a `weights` argument without downloading anything.
+
+    Args:
+        weights: as the builders take it.
+        names: the weight-set names the model has (`pretrained.names`).
+    """
+    if weights is None or weights in names or hub.repo_id_of(weights) is not None:
         return
     if not isinstance(weights, str) or not is_path(weights):
-        valid = ", ".join(repr(k) for k in [None, *hub_repos])
+        valid = ", ".join(repr(k) for k in [None, *names])
         raise ValueError(
             f"Unknown weights={weights!r}. Valid values: {valid}, a path to a "
             "'.weights.h5', '.safetensors' or '.keras' file, or 'hf://owner/repo'."
@@ -37,37 +42,42 @@ def validate(weights, hub_repos):
         raise FileNotFoundError(f"No weights file at {weights!r}.")
 
 
-def resolve(weights, hub_repos, filenames=(hub.CHECKPOINT_FILENAME,)):
+def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
     """Turns a `weights` argument into a local file path (downloading if needed).
 
     Args:
-        weights: `"imagenet"` (or another key of `hub_repos`), `"hf://owner/repo"`,
-            or a path to a `.weights.h5`, `.safetensors` or `.keras` file.
-        hub_repos: mapping of weights-set name to Hub repository id.
-        filenames: the checkpoint file names to look for in a Hub
-            repository, in order of preference.
+        weights: a weight-set name, `"hf://owner/repo"`, or a path to a
+            `.weights.h5`, `.safetensors` or `.keras` file.
+        weight_set: the `pretrained.WeightSet` that `weights` names, if any.
+        filenames: the checkpoint files to look for in an `"hf://"`
+            repository, preferred first.
 
     Returns:
         The path of a weights file, or, for an `"hf://"` repository holding
         a Keras model rather than a checkpoint, of the folder of its
         `config.json` and `model.weights.h5`.
     """
-    repo_id = hub_repos.get(weights) or hub.repo_id_of(weights)
+    if weight_set is not None:
+        return _download_checkpoint(weight_set.repo, weight_set.filenames)
+    repo_id = hub.repo_id_of(weights)
     if repo_id is not None:
         try:
-            for filename in filenames[:-1]:
-                try:
-                    return hub.download(repo_id, filename)
-                except hub.WeightsUnavailableError as e:
-                    if not isinstance(e.__cause__, hub.missing_file_errors()):
-                        raise
-            return hub.download(repo_id, filenames[-1])
+            return _download_checkpoint(repo_id, filenames)
         except hub.WeightsUnavailableError as e:
-            if weights in hub_repos:
-                raise
             return hub.keras_model_folder(repo_id, e)
-    validate(weights, hub_repos)
+    validate(weights)
     return os.path.expanduser(weights)
+
+
+def _download_checkpoint(repo_id, filenames):
+    """The first of `filenames` that the repository holds, downloaded."""
+    for filename in filenames[:-1]:
+        try:
+            return hub.download(repo_id, filename)
+        except hub.WeightsUnavailableError as e:
+            if not isinstance(e.__cause__, hub.missing_file_errors()):
+                raise
+    return hub.download(repo_id, filenames[-1])
 
 
 def read_checkpoint(path):

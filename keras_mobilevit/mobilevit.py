@@ -5,6 +5,7 @@ Reference:
   Transformer](https://arxiv.org/abs/2110.02178) (ICLR 2022)
 """
 
+from keras_mobilevit import pretrained
 from keras_mobilevit.builder import Config, Stage, make_builder
 
 # Values are timm's `model_cfgs` (see `Config` for the fields).
@@ -22,8 +23,6 @@ CONFIGS = {
         block="mobilevit",
         head_channels=320,
         dropout=0.1,
-        hub_repos={"imagenet": "timm/mobilevit_xxs.cvnets_in1k"},
-        eval_crop_pct=0.9,
     ),
     "MobileViT_XS": Config(
         stem_channels=16,
@@ -38,8 +37,6 @@ CONFIGS = {
         block="mobilevit",
         head_channels=384,
         dropout=0.1,
-        hub_repos={"imagenet": "timm/mobilevit_xs.cvnets_in1k"},
-        eval_crop_pct=0.9,
     ),
     "MobileViT_S": Config(
         stem_channels=16,
@@ -54,8 +51,6 @@ CONFIGS = {
         block="mobilevit",
         head_channels=640,
         dropout=0.1,
-        hub_repos={"imagenet": "timm/mobilevit_s.cvnets_in1k"},
-        eval_crop_pct=0.9,
     ),
 }
 
@@ -87,7 +82,9 @@ resize of the short side to 284 and a 256x256 centre crop.
 
 def _builder(variant):
     config = CONFIGS[variant]
-    description = BASE_DOCSTRING.format(name=variant, repo=config.hub_repos["imagenet"])
+    description = BASE_DOCSTRING.format(
+        name=variant, repo=pretrained.find(variant, "imagenet").repo
+    )
     return make_builder(variant, config, description, weights_doc='`"imagenet"` (ImageNet-1k)')
 
 

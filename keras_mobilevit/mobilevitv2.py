@@ -5,12 +5,11 @@ Reference:
   Transformers](https://arxiv.org/abs/2206.02680) (TMLR 2023)
 """
 
+from keras_mobilevit import pretrained
 from keras_mobilevit.blocks import make_divisible
 from keras_mobilevit.builder import Config, Stage, make_builder
 
 WIDTHS = ("050", "075", "100", "125", "150", "175", "200")
-# Widths with ImageNet-21k pretrained, ImageNet-1k fine-tuned checkpoints.
-IMAGENET22K_WIDTHS = ("150", "175", "200")
 
 
 def _config(width):
@@ -19,10 +18,6 @@ def _config(width):
     channels = [int(c * multiplier) for c in (64, 128, 256, 384, 512)]
     # The attention runs at half the stage width, rounded as timm rounds.
     dims = [make_divisible(0.5 * c) for c in channels[2:]]
-    hub_repos = {"imagenet": f"timm/mobilevitv2_{width}.cvnets_in1k"}
-    if width in IMAGENET22K_WIDTHS:
-        repo = f"timm/mobilevitv2_{width}.cvnets_in22k_ft_in1k"
-        hub_repos["imagenet22k"] = {256: repo, 384: f"{repo}_384"}
     return Config(
         stem_channels=int(32 * multiplier),
         stages=(
@@ -36,8 +31,6 @@ def _config(width):
         block="mobilevitv2",
         head_channels=None,
         dropout=0.1,
-        hub_repos=hub_repos,
-        eval_crop_pct=0.888,
     )
 
 
@@ -88,7 +81,7 @@ def _builder(width):
     description = BASE_DOCSTRING.format(
         name=variant,
         multiplier=int(width) / 100,
-        repo=CONFIGS[variant].hub_repos["imagenet"],
+        repo=pretrained.find(variant, "imagenet").repo,
     )
     weights_doc = '`"imagenet"`, `"imagenet22k"` (widths 1.5, 1.75, 2.0)'
     return make_builder(variant, CONFIGS[variant], description, weights_doc)
