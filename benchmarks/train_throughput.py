@@ -94,7 +94,7 @@ def measure(model_name, precision, size, batch, steps, warmup, data):
     try:
         keras.utils.set_random_seed(0)
         model = training.build_classifier(model_name, None, CLASSES, size)
-        training._compile(model, 1e-4, warmup + steps, 0.1, CLASSES)
+        training.classifier.compile_classifier(model, 1e-4, warmup + steps, 0.1, CLASSES)
         timer = StepTimer()
         model.fit(
             dataset(data, size, batch),

@@ -255,7 +255,7 @@ def export(args):
 def train(args):
     from keras_mobilevit import training
 
-    history = training.finetune(
+    result = training.finetune(
         dataset=args.dataset,
         model=args.model,
         weights=None if args.weights.lower() == "none" else args.weights,
@@ -274,18 +274,18 @@ def train(args):
         max_examples=args.max_examples,
         data_dir=args.data_dir,
     )
-    metrics = history.metrics
+    metrics = result.metrics
     top5 = metrics["test_top5_accuracy"]
     print(
         f"test ({metrics['test_examples']} images): top-1 {metrics['test_accuracy']:.2%}, "
         + (f"top-5 {top5:.2%}, " if top5 is not None else "")
         + f"macro F1 {metrics['test_macro_f1']:.3f}, loss {metrics['test_loss']:.4f}"
     )
-    model_path = os.path.join(history.output_dir, "model.keras")
-    print(f"model, history, metrics and plots: {history.output_dir}")
+    model_path = os.path.join(result.output_dir, "model.keras")
+    print(f"model, history, metrics and plots: {result.output_dir}")
     if args.push_to_hub:
         try:
-            url = training.push_to_hub(history.model, args.push_to_hub)
+            url = training.push_to_hub(result.model, args.push_to_hub)
         except OSError as e:
             raise training.HubUploadError(
                 f"{e}\nThe trained model is saved in {model_path}; to publish it later, run "

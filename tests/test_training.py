@@ -88,21 +88,21 @@ def test_flowers102_recipe_end_to_end_under_mock_data(tmp_path):
     recorder = WeightsRecorder(["stem_conv", "head_fc"])
     policy = keras.config.dtype_policy().name
     with tfds.testing.mock_data(num_examples=16):
-        history = training.finetune(
+        result = training.finetune(
             dataset="oxford_flowers102", model="MobileViT_XXS", weights=None, image_size=64,
             epochs=2, batch_size=8, freeze_backbone_epochs=1, output_dir=str(output),
             callbacks=[recorder],
         )  # fmt: skip
 
     # History: both epochs, training and validation, all finite.
-    assert history.epoch == [0, 1]
+    assert result.history.epoch == [0, 1]
     for key in ("loss", "accuracy", "top5_accuracy"):
         for name in (key, f"val_{key}"):
-            assert len(history.history[name]) == 2, name
-            assert np.all(np.isfinite(history.history[name])), name
+            assert len(result.history.history[name]) == 2, name
+            assert np.all(np.isfinite(result.history.history[name])), name
     written = read_json(output / "history.json")
-    assert written.keys() == history.history.keys()
-    for key, values in history.history.items():
+    assert written.keys() == result.history.history.keys()
+    for key, values in result.history.history.items():
         assert written[key] == pytest.approx(values), key
 
     # Epoch 1 trained the classifier only (BatchNorm statistics frozen too), epoch 2 everything.
@@ -113,7 +113,7 @@ def test_flowers102_recipe_end_to_end_under_mock_data(tmp_path):
 
     # Test metrics, computed on the 16 mock test images.
     metrics = read_json(output / "metrics.json")
-    assert metrics == history.metrics
+    assert metrics == result.metrics and result.output_dir == str(output)
     assert metrics["test_examples"] == 16
     for key in ("test_accuracy", "test_top5_accuracy", "test_macro_f1"):
         assert 0.0 <= metrics[key] <= 1.0, key
@@ -140,7 +140,7 @@ def test_flowers102_recipe_end_to_end_under_mock_data(tmp_path):
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
     probabilities = model.predict(images, verbose=0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(probabilities, history.model.predict(images, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(probabilities, result.model.predict(images, verbose=0), atol=1e-6)
     assert keras.saving.load_model(output / "checkpoints" / "best.keras").output_shape[-1] == 102
     assert not (output / "backup").exists()
     assert keras.config.dtype_policy().name == policy
@@ -150,7 +150,7 @@ def test_flowers102_recipe_end_to_end_under_mock_data(tmp_path):
 def test_directory_of_class_folders_in_mixed_precision(tmp_path):
     folder = make_class_folders(tmp_path / "colours", per_class=10)
     output = tmp_path / "run"
-    history = training.finetune(
+    result = training.finetune(
         dataset=folder, model="MobileViT_XXS", weights=None, image_size=32, epochs=1,
         batch_size=4, mixed_precision=True, output_dir=str(output),
     )  # fmt: skip
@@ -162,7 +162,7 @@ def test_directory_of_class_folders_in_mixed_precision(tmp_path):
     metrics = read_json(output / "metrics.json")
     assert metrics["test_examples"] == 3 and metrics["test_top5_accuracy"] is None
     assert np.array(metrics["confusion_matrix"]).shape == (3, 3)
-    assert "top5_accuracy" not in history.history  # three classes: top-5 says nothing
+    assert "top5_accuracy" not in result.history.history  # three classes: top-5 says nothing
     model = keras.saving.load_model(output / "model.keras")
     assert model.output_shape == (None, 3)
     assert model.get_layer("stem_conv").dtype_policy.name == "mixed_bfloat16"
@@ -261,20 +261,20 @@ from keras_mobilevit import training
 folder, output = sys.argv[1], sys.argv[2]
 result = {}
 for distribute in (None, "mirrored"):
-    history = training.finetune(
+    finetuned = training.finetune(
         dataset=folder, model="MobileViT_XXS", weights=None, image_size=32, epochs=3,
         freeze_backbone_epochs=3, batch_size=8, learning_rate=2e-3,
         output_dir=f"{output}/{distribute}", distribute=distribute, seed=0,
     )
     if keras.backend.backend() == "tensorflow":
-        replicas = history.model.distribute_strategy.num_replicas_in_sync
+        replicas = finetuned.model.distribute_strategy.num_replicas_in_sync
     else:  # the devices the classifier's weights live on
-        replicas = len(history.model.get_layer("head_fc").kernel.value.sharding.device_set)
+        replicas = len(finetuned.model.get_layer("head_fc").kernel.value.sharding.device_set)
     result[str(distribute)] = {
-        "loss": history.history["loss"],
+        "loss": finetuned.history.history["loss"],
         "replicas": replicas,
         "run": json.load(open(f"{output}/{distribute}/run.json")),
-        "test_examples": history.metrics["test_examples"],
+        "test_examples": finetuned.metrics["test_examples"],
     }
 print("RESULT " + json.dumps(result))
 """
@@ -367,11 +367,11 @@ def test_interrupted_run_leaves_a_usable_checkpoint_and_resumes(tmp_path, capsys
     # head-only phase is restored, its optimizer included (3 steps: 12 training
     # images, batch 4), not run again; the second phase starts afresh.
     counter = EpochCounter()
-    history = training.finetune(**options, callbacks=[counter])
+    result = training.finetune(**options, callbacks=[counter])
     assert counter.epochs == [1]
     assert counter.iterations == [3, 0]
     assert "Resuming the interrupted run" in capsys.readouterr().err
-    assert history.epoch == [0, 1] and len(read_json(output / "history.json")["loss"]) == 2
+    assert result.history.epoch == [0, 1] and len(read_json(output / "history.json")["loss"]) == 2
     assert (output / "model.keras").exists() and not (output / "backup").exists()
 
 
@@ -381,7 +381,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     (output / "run.json").write_text(json.dumps({"model": "MobileViT_XS", "image_size": 256}))
     settings = {"model": "MobileViT_XXS", "image_size": 256}
     with pytest.raises(ValueError, match=r"other settings \(model='MobileViT_XS'.*delete"):
-        training._prepare_run_dir(str(output), settings)
+        training.run_dir.prepare_run_dir(str(output), settings)
 
 
 # -- bad input ----------------------------------------------------------------------------
