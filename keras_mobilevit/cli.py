@@ -253,7 +253,7 @@ def export(args):
 
 
 def train(args):
-    from keras_mobilevit import training
+    from keras_mobilevit import hub, training
 
     result = training.finetune(
         dataset=args.dataset,
@@ -285,11 +285,11 @@ def train(args):
     print(f"model, history, metrics and plots: {result.output_dir}")
     if args.push_to_hub:
         try:
-            url = training.push_to_hub(result.model, args.push_to_hub)
+            url = hub.push_to_hub(result.model, args.push_to_hub)
         except OSError as e:
-            raise training.HubUploadError(
+            raise hub.HubUploadError(
                 f"{e}\nThe trained model is saved in {model_path}; to publish it later, run "
-                f"keras_mobilevit.training.push_to_hub({model_path!r}, {args.push_to_hub!r})."
+                f"keras_mobilevit.hub.push_to_hub({model_path!r}, {args.push_to_hub!r})."
             ) from e
         print(f"pushed to {url}; load it with keras.saving.load_model('hf://{args.push_to_hub}')")
 

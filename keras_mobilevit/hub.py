@@ -1,4 +1,5 @@
-"""The Hugging Face Hub: `hf://` references, downloads into huggingface_hub's cache, and checks.
+"""The Hugging Face Hub: `hf://` references, downloads into huggingface_hub's cache and their
+checks, and uploads.
 
 Files are fetched with `huggingface_hub`, so its cache, `HF_HOME`,
 `HF_ENDPOINT` and `HF_HUB_OFFLINE` work as everywhere else; each download is
@@ -8,6 +9,8 @@ checked against the hash the Hub advertised for it.
 import hashlib
 import os
 import re
+
+import keras
 
 HUB_PREFIX = "hf://"
 CHECKPOINT_FILENAME = "model.safetensors"
@@ -162,3 +165,55 @@ def _evict(path, blob):
             os.remove(p)
         except FileNotFoundError:
             pass
+
+
+class HubUploadError(OSError):
+    """The Hugging Face Hub refused an upload, or could not be reached."""
+
+
+def push_to_hub(model, repo_id):
+    """Saves a model to a Hugging Face Hub repository with `model.save("hf://owner/repo")`.
+
+    The repository is created if needed (public, unless your account makes
+    new repositories private) and receives Keras' files: `config.json`,
+    `model.weights.h5`, `metadata.json` and a model card. It loads back with
+    `keras.saving.load_model("hf://owner/repo")` (after `import
+    keras_mobilevit`) or, for a keras_mobilevit classifier,
+    `keras_mobilevit.<model>(weights="hf://owner/repo", classes=n)`.
+    Authentication is huggingface_hub's: `hf auth login`, or `HF_TOKEN`.
+
+    Args:
+        model: a `keras.Model`, or the path of a `.keras` file.
+        repo_id: `"owner/name"` (an `"hf://"` prefix is accepted).
+
+    Returns:
+        The repository's URL.
+    """
+    repo_id = parse_repo_id(str(repo_id))
+    if isinstance(model, (str, os.PathLike)):
+        import keras_mobilevit  # noqa: F401  (registers the layers for loading)
+
+        model = keras.saving.load_model(model)
+    from huggingface_hub import constants, errors
+
+    try:
+        model.save(f"{HUB_PREFIX}{repo_id}")
+    except errors.LocalTokenNotFoundError as e:
+        raise HubUploadError(f"No Hugging Face token: {e}") from e
+    except errors.HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        if status in (401, 403):
+            raise HubUploadError(
+                f"The Hugging Face Hub refused to write to {repo_id!r} (HTTP {status}): log in "
+                "with `hf auth login`, or set HF_TOKEN to a token with write access to "
+                f"{repo_id.split('/')[0]!r}."
+            ) from e
+        raise HubUploadError(f"Uploading to {repo_id!r} failed: {e}") from e
+    except Exception as e:
+        if isinstance(e, OSError) or is_http_client_error(e):
+            raise HubUploadError(
+                f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}) to upload "
+                f"{repo_id!r}: {e}"
+            ) from e
+        raise
+    return f"{constants.ENDPOINT}/{repo_id}"

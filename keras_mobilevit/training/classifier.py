@@ -4,6 +4,8 @@ pretrained weights, compiled with AdamW, warm-up and cosine decay, and label smo
 
 import keras
 
+from keras_mobilevit.builder import REGISTRY
+
 # The learning rate when `learning_rate=None`: per 256 images of (global) batch,
 # scaled linearly with the batch size. Fine-tuning pretrained weights takes a
 # quarter of the rate that training from scratch does (8e-3 per 256 is 2e-3 at
@@ -31,9 +33,7 @@ def build_classifier(model, weights, num_classes, image_size):
     `keras_mobilevit.<model>(weights=..., classes=num_classes)`. Pretrained
     weights are loaded into a model without top and copied layer by layer.
     """
-    import keras_mobilevit
-
-    builder = getattr(keras_mobilevit, model)
+    builder = REGISTRY[model].builder
     shape = (image_size, image_size, 3)
     classifier = builder(weights=None, include_top=True, classes=num_classes, input_shape=shape)
     if weights is not None:

@@ -10,7 +10,7 @@ import os
 import keras
 import numpy as np
 
-from keras_mobilevit.model import MIN_SIZE
+from keras_mobilevit.builder import MIN_SIZE
 
 # Training augmentation: Inception-style random resized crop (area fraction
 # and aspect ratio ranges), horizontal flip, mild colour jitter.

@@ -8,7 +8,7 @@ import os
 
 import keras
 
-from keras_mobilevit import weights as weights_lib
+from keras_mobilevit import loading
 from keras_mobilevit.training.classifier import HEAD_LR_MULTIPLIER, compile_classifier, is_head
 from keras_mobilevit.training.distribution import explain_multi_worker_failure, scope, worker_id
 from keras_mobilevit.training.run_dir import report_interruption, write_json
@@ -133,7 +133,7 @@ def fit(
         # The best epoch of the whole run, phases and resumed runs included (early
         # stopping restores the best of the last phase only).
         with scope(distribution):
-            weights_lib.load(model, checkpoint_path, include_top=True)
+            loading.load(model, checkpoint_path, include_top=True)
     merged = keras.callbacks.History()
     merged.set_model(model)
     merged.history = {key: list(values) for key, values in history.items()}

@@ -12,7 +12,8 @@ import shutil
 
 import keras
 
-from keras_mobilevit.model import MIN_SIZE, REGISTRY
+from keras_mobilevit import pretrained
+from keras_mobilevit.builder import MIN_SIZE, REGISTRY
 from keras_mobilevit.training.classifier import build_classifier, default_learning_rate
 from keras_mobilevit.training.data import SHUFFLE_BUFFER, eval_pipeline, load_data, train_pipeline
 from keras_mobilevit.training.distribution import (
@@ -181,7 +182,7 @@ def finetune(
         KeyboardInterrupt: re-raised after saying where the last checkpoint
             is and how to resume.
     """
-    config = _check_arguments(
+    crop_pct = _check_arguments(
         model, image_size, epochs, batch_size, learning_rate, label_smoothing,
         freeze_backbone_epochs, patience, steps_per_epoch, max_examples, distribute,
     )  # fmt: skip
@@ -221,7 +222,7 @@ def finetune(
             )  # fmt: skip
             val_ds = eval_pipeline(
                 data.examples["validation"], data.num_classes, image_size, batch_size,
-                crop_pct=config.eval_crop_pct,
+                crop_pct=crop_pct,
             )  # fmt: skip
             train_ds, val_ds = (shard_by_data(ds, distribute) for ds in (train_ds, val_ds))
             history = fit(
@@ -231,7 +232,7 @@ def finetune(
                 patience=patience, extra_callbacks=callbacks or [], is_chief=is_chief,
             )  # fmt: skip
             metrics = evaluate_test_split(
-                classifier, data, image_size, batch_size, crop_pct=config.eval_crop_pct,
+                classifier, data, image_size, batch_size, crop_pct=crop_pct,
                 label_smoothing=label_smoothing, distribution=distribution, replicas=replicas,
             )  # fmt: skip
             metrics["best_epoch"] = best_epoch(history)
@@ -245,11 +246,12 @@ def _check_arguments(
     model, image_size, epochs, batch_size, learning_rate, label_smoothing,
     freeze_backbone_epochs, patience, steps_per_epoch, max_examples, distribute,
 ):  # fmt: skip
-    """Checks everything that needs no data; returns the model's configuration."""
-    if model not in REGISTRY:
-        close = difflib.get_close_matches(model, REGISTRY, n=3, cutoff=0.5)
+    """Checks everything that needs no data; returns the model's evaluation crop."""
+    classifiers = [name for name, variant in REGISTRY.items() if variant.task == "classification"]
+    if model not in classifiers:
+        close = difflib.get_close_matches(model, classifiers, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown model {model!r}.{hint} Choose from {', '.join(REGISTRY)}.")
+        raise ValueError(f"Unknown model {model!r}.{hint} Choose from {', '.join(classifiers)}.")
     if not isinstance(image_size, int) or image_size < MIN_SIZE:
         raise ValueError(
             f"image_size must be an integer of at least {MIN_SIZE} (the smallest input MobileViT "
@@ -281,7 +283,8 @@ def _check_arguments(
             f"{' or '.join(repr(c) for c in DISTRIBUTE_CHOICES)}, a tf.distribute.Strategy "
             "or a keras.distribution.Distribution."
         )
-    return REGISTRY[model]
+    # The crop its ImageNet weights are evaluated with, whatever it starts from.
+    return pretrained.find(model, "imagenet").crop_pct
 
 
 def _policy_name(mixed_precision):
