@@ -16,12 +16,8 @@ import numpy as np
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8", "int8_full")
 # Ops that "int8" leaves in float32: XNNPACK, LiteRT's CPU engine, has no int8
-# kernels for them (LayerNorm's and GroupNorm's statistics, the attention's
-# products and softmax, SiLU's sigmoid), or none for how the models use them
-# (the norms' centring, a SUB that broadcasts each token's mean: int8, it made
-# MobileViT_S's file 1.7x slower and MobileViTV2_100's 1.8x). Quantized, they
-# fall back to LiteRT's slow reference kernels and cut the graph into dozens
-# of delegate partitions; in float they run inside XNNPACK.
+# kernels for them, or none for how the models use them, so quantized they
+# fall back to slow reference kernels (docs/export.md has the latencies).
 FLOAT_OPS = (
     "MEAN",
     "SUB",

@@ -254,8 +254,7 @@ def _foldable_paddings(graph):
     models pad explicitly, which costs a pass over the map. A `(k + 1) x (k + 1)`
     kernel with a last row and column of zeros and "same" padding gives the
     same outputs for every input size, and a depthwise convolution costs no
-    more for it (it reads each input once either way): 30% less time for
-    MobileViT's strided depthwise convolutions on TensorFlow.
+    more for it: it reads each input once either way.
     """
     folds = {}
     for name, conv in graph.layers.items():

@@ -31,6 +31,11 @@ class Unfold(keras.layers.Layer):
     When `H` or `W` is not a multiple of `patch_size`, the map is first resized
     bilinearly up to the next multiple, as the reference does; `Fold` undoes it.
     Only 4-D transposes are used, which every runtime (LiteRT included) supports.
+
+    Args:
+        patch_size: the side of a square patch.
+        merge_positions: whether to merge the pixel positions into the batch
+            axis (`(B * p * p, N, C)`) or keep their own (`(B, p * p, N, C)`).
     """
 
     def __init__(self, patch_size=2, merge_positions=True, **kwargs):
@@ -80,6 +85,9 @@ class Fold(keras.layers.Layer):
     Called on `[patches, reference]`, where `reference` is the feature map that
     was unfolded; its height and width give the output size (needed when the
     input size is only known at run time). Takes either layout of `Unfold`.
+
+    Args:
+        patch_size: the side of a square patch, as given to `Unfold`.
     """
 
     def __init__(self, patch_size=2, **kwargs):
@@ -178,6 +186,9 @@ class ResizeToPatchGrid(keras.layers.Layer):
     aligned corners as in the reference, and keeps the larger size after the
     block (MobileViT v1 instead resizes back; see `Unfold`). Sizes that the
     patch size divides pass through untouched.
+
+    Args:
+        patch_size: the side of a square patch.
     """
 
     def __init__(self, patch_size=2, **kwargs):
@@ -210,6 +221,9 @@ class GroupNorm1(keras.layers.Layer):
     scales and shifts per channel. Written with means and a reciprocal square
     root rather than `keras.layers.GroupNormalization`, whose 5-D reshape
     lowers to ops LiteRT does not have built in.
+
+    Args:
+        epsilon: added to the variance, as in PyTorch's `GroupNorm`.
     """
 
     def __init__(self, epsilon=1e-5, **kwargs):

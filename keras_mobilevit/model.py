@@ -13,7 +13,7 @@ class MobileViTModel(keras.Model):
     and nests like any functional model. Only its inference differs, and only
     where `keras_mobilevit.kernels.run_model` has a path for the backend
     (PyTorch: each layer's `call` directly, skipping `Layer.__call__`'s
-    bookkeeping, 1.5x faster at batch 1) and the call is one it reproduces
+    bookkeeping; see docs/performance.md) and the call is one it reproduces
     exactly; anything else (training, masks, symbolic inputs, mixed
     precision) takes Keras' path.
     """

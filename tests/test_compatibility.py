@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from testing import TESTS, run_pytest
+from testing import TESTS, record_measured, run_pytest
 
 ROOT = os.path.dirname(TESTS)
 CORE = ["tests/test_parity.py", "tests/test_legacy_files.py", "tests/test_layers.py"]
@@ -61,6 +61,7 @@ def test_the_lowest_supported_keras(tmp_path_factory):
         {"PYTHONPATH": pythonpath},
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert record_measured(result.stdout, suffix=f", keras {version}") >= 10
     used = subprocess.run(
         [sys.executable, "-c", check],
         env={**os.environ, "PYTHONPATH": pythonpath},

@@ -1,7 +1,6 @@
 """keras_mobilevit against timm, with random weights: logits and feature maps."""
 
-import json
-
+import keras
 import numpy as np
 import pytest
 from testing import (
@@ -10,11 +9,17 @@ from testing import (
     V2_VARIANTS,
     random_images,
     record,
-    run_python,
+    record_measured,
+    run_pytest,
     timm_forward,
+    to_numpy,
 )
 
 import keras_mobilevit
+
+# Where the numbers come from, in the parity table: the backend, and whether
+# the backend kernels were off (KERAS_MOBILEVIT_FAST_PATHS=0).
+BACKEND = keras.backend.backend() + ("" if keras_mobilevit.fast_paths_enabled() else " kernels off")
 
 # (batch, height, width): the training size; for v1 a common smaller one; for
 # one v2 width the 384 size of the ImageNet-21k checkpoints; and a non-square
@@ -52,9 +57,9 @@ def test_logits_match_timm(dynamic_models, variant, size):
     # Random weights must still give logits that differ across classes, or
     # the comparison would prove little.
     assert expected.std() > 0.05
-    actual = np.asarray(model.predict(images, verbose=0))
+    actual = to_numpy(model.predict(images, verbose=0))
     diff = np.abs(actual - expected).max()
-    record(f"{variant} logits {size} tensorflow, dynamic input shape", diff)
+    record(f"{variant} logits {size} {BACKEND}, dynamic input shape", diff)
     assert actual.shape == expected.shape
     assert diff <= TOLERANCE
 
@@ -70,8 +75,8 @@ def test_static_input_shape_and_preprocessing_match_timm(checkpoints, variant):
     )
     images = random_images(2, 200, 136, seed=1)
     expected = timm_forward(timm_model, images)
-    diff = np.abs(np.asarray(model.predict(images * 255.0, verbose=0)) - expected).max()
-    record(f"{variant} logits (2, 200, 136) tensorflow, static shape, [0,255] input", diff)
+    diff = np.abs(to_numpy(model.predict(images * 255.0, verbose=0)) - expected).max()
+    record(f"{variant} logits (2, 200, 136) {BACKEND}, static shape, [0,255] input", diff)
     assert diff <= TOLERANCE
 
 
@@ -83,12 +88,12 @@ def test_features_match_timm_forward_features(checkpoints, variant):
     )
     images = random_images(1, 256, 192, seed=2)
     expected = timm_forward(timm_model, images, features=True)
-    actual = np.asarray(model.predict(images, verbose=0))
+    actual = to_numpy(model.predict(images, verbose=0))
     # Features before pooling are large with random weights (the logits'
     # tolerance is absolute); hold them to the same relative precision.
     scale = max(1.0, float(np.abs(expected).max()))
     diff = np.abs(actual - expected).max() / scale
-    record(f"{variant} forward_features (1, 256, 192) tensorflow, relative to max |x|", diff)
+    record(f"{variant} forward_features (1, 256, 192) {BACKEND}, relative to max |x|", diff)
     assert actual.shape == expected.shape
     assert diff <= TOLERANCE
 
@@ -100,51 +105,35 @@ def test_softmax_probabilities_match_timm(checkpoints, variant):
     images = random_images(1, 256, 256, seed=3)
     logits = timm_forward(timm_model, images)
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    actual = np.asarray(model.predict(images, verbose=0))
+    actual = to_numpy(model.predict(images, verbose=0))
     assert np.abs(actual - expected).max() <= 1e-5
     assert actual.argmax() == expected.argmax()
 
 
-OTHER_BACKEND_CHECK = """
-import json, sys
-import numpy as np
-import keras, keras_mobilevit
-assert keras.backend.backend() == {backend!r}, keras.backend.backend()
-model = keras_mobilevit.{variant}(
-    weights={path!r}, include_preprocessing=False, classifier_activation=None,
-    input_shape=(None, None, 3))
-folded = keras_mobilevit.fold_batchnorm(model)
-optimized = keras_mobilevit.optimize_for_inference(model)
-data = np.load({inputs!r})
-diffs = {{}}
-for key in data.files:
-    if key.startswith("images"):
-        for name, m in (("", model), (" BatchNorm folded", folded), (" optimized", optimized)):
-            out = keras.ops.convert_to_numpy(m(data[key], training=False))
-            diffs[key + name] = float(np.abs(out - data["logits" + key[6:]]).max())
-print("RESULT " + json.dumps(diffs))
-"""
+@pytest.mark.parametrize("variant", ["MobileViT_XXS", "MobileViTV2_050"])
+def test_folded_and_optimized_models_match_timm(checkpoints, variant):
+    timm_model, path = checkpoints(variant)
+    model = getattr(keras_mobilevit, variant)(
+        weights=path, include_preprocessing=False, classifier_activation=None
+    )
+    rewrites = {
+        "BatchNorm folded": keras_mobilevit.fold_batchnorm(model),
+        "optimized": keras_mobilevit.optimize_for_inference(model),
+    }
+    for i, size in enumerate([(2, 256, 256), (1, 200, 136)]):
+        images = random_images(*size, seed=10 + i)
+        expected = timm_forward(timm_model, images)
+        for name, rewritten in rewrites.items():
+            diff = np.abs(to_numpy(rewritten(images, training=False)) - expected).max()
+            record(f"{variant} logits {size} {BACKEND}, {name}", diff)
+            assert diff <= TOLERANCE, (name, size)
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="run from the TensorFlow run")
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-@pytest.mark.parametrize("variant", ["MobileViT_XXS", "MobileViTV2_050"])
-def test_logits_match_timm_on_other_backends(checkpoints, tmp_path, backend, variant):
-    timm_model, path = checkpoints(variant)
-    arrays = {}
-    for i, size in enumerate([(2, 256, 256), (1, 200, 136)]):
-        arrays[f"images{i}"] = random_images(*size, seed=10 + i)
-        arrays[f"logits{i}"] = timm_forward(timm_model, arrays[f"images{i}"])
-    inputs = tmp_path / "inputs.npz"
-    np.savez(inputs, **arrays)
-    code = OTHER_BACKEND_CHECK.format(
-        backend=backend, variant=variant, path=path, inputs=str(inputs)
-    )
-    result = run_python(code, env={"KERAS_BACKEND": backend})
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    diffs = json.loads(line[len("RESULT ") :])
-    for key, diff in diffs.items():
-        images, _, folded = key.partition(" ")
-        record(f"{variant} logits {arrays[images].shape[:3]} {backend} {folded}", diff)
-        assert diff <= TOLERANCE, (key, diff)
+def test_on_other_backends(backend):
+    """This file's smallest variants, run under JAX and PyTorch."""
+    result = run_pytest(["tests/test_parity.py", "-m", "not slow", "-k", "XXS or V2_050"], backend)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert record_measured(result.stdout) >= 10

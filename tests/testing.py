@@ -130,6 +130,22 @@ def run_python(code, env=None, timeout=600):
     )
 
 
+def record_measured(pytest_stdout, suffix=""):
+    """Records the parity table of a pytest run in a subprocess here; returns the row count."""
+    rows = 0
+    in_table = False
+    for line in pytest_stdout.splitlines():
+        if "measured parity" in line:
+            in_table = True
+        elif in_table and line.startswith("="):
+            break
+        elif in_table and line.strip():
+            what, _, diff = line.rstrip().rpartition(" ")
+            record(what.strip() + suffix, float(diff))
+            rows += 1
+    return rows
+
+
 def run_pytest(paths, backend, extra_env=None, timeout=1200):
     """Runs test files with pytest in a fresh interpreter on another Keras backend."""
     env = {**os.environ, "KERAS_BACKEND": backend, **(extra_env or {})}
