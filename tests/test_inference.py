@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from testing import TOLERANCE, random_images, record, run_python, timm_forward
+from testing import TOLERANCE, predict_saved, random_images, record, timm_forward
 
 import keras_mobilevit
 from keras_mobilevit import fold_batchnorm, optimize_for_inference
@@ -224,15 +224,6 @@ def test_input_rescaling_moves_into_the_convolution_it_feeds():
         ), settings
 
 
-PREDICT_SAVED = """
-import numpy as np
-import keras, keras_mobilevit
-assert keras.backend.backend() == {backend!r}
-model = keras.models.load_model({path!r})
-np.save({output!r}, keras.ops.convert_to_numpy(model(np.load({images!r}), training=False)))
-"""
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 @pytest.mark.parametrize("variant", ["MobileViT_XXS", "MobileViT_XXS_DeepLabV3"])
@@ -243,16 +234,12 @@ def test_optimized_model_computes_the_same_on_other_backends(tmp_path, backend, 
     fast = optimize_for_inference(
         with_random_weights(getattr(keras_mobilevit, variant)(weights=None))
     )
-    path, images, output = tmp_path / "fast.keras", tmp_path / "images.npy", tmp_path / "out.npy"
+    path = tmp_path / "fast.keras"
     fast.save(path)
-    np.save(images, random_images(2, 200, 136, seed=7) * 255)
-    code = PREDICT_SAVED.format(
-        backend=backend, path=str(path), images=str(images), output=str(output)
-    )
-    result = run_python(code, env={"KERAS_BACKEND": backend})
-    assert result.returncode == 0, result.stderr[-3000:]
-    expected = fast.predict(np.load(images), verbose=0)
-    difference = relative_difference(np.load(output), expected)
+    images = random_images(2, 200, 136, seed=7) * 255
+    outputs, _ = predict_saved(path, images, backend)
+    expected = fast.predict(images, verbose=0)
+    difference = relative_difference(outputs, expected)
     record(f"{variant} optimize_for_inference on {backend} vs tensorflow (relative)", difference)
     assert difference <= 1e-5
 

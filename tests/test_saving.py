@@ -1,11 +1,9 @@
 """Saving and loading: `.keras` archives and `.weights.h5`, read back in a fresh process."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
-from testing import random_images, run_python
+from testing import predict_saved, random_images, run_python
 
 import keras_mobilevit
 from keras_mobilevit.layers import (
@@ -16,18 +14,6 @@ from keras_mobilevit.layers import (
     SeparableSelfAttention,
     Unfold,
 )
-
-LOAD_MODEL = """
-import json, sys
-import numpy as np
-import keras, keras_mobilevit
-model = keras.models.load_model({path!r}, safe_mode=True)
-out = model.predict(np.load({images!r}), verbose=0)
-np.save({output!r}, out)
-print("RESULT " + json.dumps(
-    {{"name": model.name, "class": type(model).__name__, "layers": len(model.layers)}}
-))
-"""
 
 LOAD_WEIGHTS = """
 import numpy as np
@@ -65,22 +51,14 @@ def test_keras_archive_round_trip_in_a_fresh_process(
     trained_like_models, tmp_path, variant, backend
 ):
     trained_like_model = trained_like_models(variant)
-    path = str(tmp_path / "model.keras")
+    path = tmp_path / "model.keras"
     trained_like_model.save(path)
     images = random_images(2, 200, 136) * 255
-    np.save(tmp_path / "images.npy", images)
-    output = str(tmp_path / "out.npy")
-    code = LOAD_MODEL.format(path=path, images=str(tmp_path / "images.npy"), output=output)
-    result = run_python(code, env={"KERAS_BACKEND": backend})
-    assert result.returncode == 0, result.stderr[-3000:]
-    info = json.loads(result.stdout.split("RESULT ")[-1])
-    assert info == {
-        "name": variant,
-        "class": "MobileViTModel",
-        "layers": len(trained_like_model.layers),
-    }
+    outputs, info = predict_saved(path, images, backend)
+    assert (info["name"], info["class"]) == (variant, "MobileViTModel")
+    assert info["layers"] == len(trained_like_model.layers)
     expected = trained_like_model.predict(images, verbose=0)
-    np.testing.assert_allclose(np.load(output), expected, atol=1e-6)
+    np.testing.assert_allclose(outputs, expected, atol=1e-6)
 
 
 @pytest.mark.slow

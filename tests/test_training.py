@@ -9,13 +9,16 @@ epochs: what is checked is the recipe's wiring and its artefacts, not accuracy.
 
 import io
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
-from testing import run_python
+from testing import TESTS
 
 import keras_mobilevit
 from keras_mobilevit import cli, imagenet, training
@@ -245,39 +248,6 @@ def test_evaluation_preprocessing_is_deterministic_and_matches_the_reference(tmp
 
 # -- data-parallel training ---------------------------------------------------------------
 
-_DATA_PARALLEL = """
-import json, sys
-import keras
-
-if keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
-
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-
-from keras_mobilevit import training
-
-folder, output = sys.argv[1], sys.argv[2]
-result = {}
-for distribute in (None, "mirrored"):
-    finetuned = training.finetune(
-        dataset=folder, model="MobileViT_XXS", weights=None, image_size=32, epochs=3,
-        freeze_backbone_epochs=3, batch_size=8, learning_rate=2e-3,
-        output_dir=f"{output}/{distribute}", distribute=distribute, seed=0,
-    )
-    if keras.backend.backend() == "tensorflow":
-        replicas = finetuned.model.distribute_strategy.num_replicas_in_sync
-    else:  # the devices the classifier's weights live on
-        replicas = len(finetuned.model.get_layer("head_fc").kernel.value.sharding.device_set)
-    result[str(distribute)] = {
-        "loss": finetuned.history.history["loss"],
-        "replicas": replicas,
-        "run": json.load(open(f"{output}/{distribute}/run.json")),
-        "test_examples": finetuned.metrics["test_examples"],
-    }
-print("RESULT " + json.dumps(result))
-"""
-
 # Two devices on one CPU: TensorFlow's logical devices (configured in the
 # script), XLA's host platform split in two for JAX.
 TWO_DEVICES = {
@@ -299,8 +269,18 @@ def test_data_parallel_on_two_cpu_devices_learns_like_one_device(tmp_path, backe
     and flip/jitter draws differ.
     """
     folder = make_class_folders(tmp_path / "colours", per_class=10)
-    code = _DATA_PARALLEL.replace("sys.argv[1], sys.argv[2]", f"{folder!r}, {str(tmp_path)!r}")
-    proc = run_python(code, env=TWO_DEVICES[backend])
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(TESTS, "finetune_on_two_devices.py"),
+            str(folder),
+            str(tmp_path),
+        ],
+        env={**os.environ, **TWO_DEVICES[backend]},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
     result = json.loads(line.removeprefix("RESULT "))

@@ -1,5 +1,6 @@
 """Helpers and constants the test modules share; fixtures and hooks stay in conftest.py."""
 
+import json
 import os
 import subprocess
 import sys
@@ -128,6 +129,27 @@ def run_python(code, env=None, timeout=600):
         text=True,
         timeout=timeout,
     )
+
+
+def predict_saved(path, images, backend):
+    """A saved model's outputs on `images`, computed in a fresh process on `backend`.
+
+    Returns the outputs and what `tests/predict_saved.py` reported.
+    """
+    images_path = os.path.join(os.path.dirname(str(path)), "images.npy")
+    output = os.path.join(os.path.dirname(str(path)), "outputs.npy")
+    np.save(images_path, images)
+    result = subprocess.run(
+        [sys.executable, os.path.join(TESTS, "predict_saved.py"), str(path), images_path, output],
+        env={**os.environ, "KERAS_BACKEND": backend},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads(result.stdout.split("RESULT ")[-1])
+    assert info["backend"] == backend
+    return np.load(output), info
 
 
 def record_measured(pytest_stdout, suffix=""):
