@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from packaging.version import Version
 from testing import TESTS, record_measured, run_pytest
 
 ROOT = os.path.dirname(TESTS)
@@ -48,15 +49,11 @@ def test_the_lowest_supported_keras(tmp_path_factory):
     assert install.returncode == 0, install.stderr[-2000:]
     pythonpath = os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])
     check = "import keras; print(keras.__version__)"
+    # Not the legacy files: no Keras reads a file that a newer Keras wrote (the
+    # initialisers' configs gained arguments), and the fixtures were saved by 3.15.
+    files = ["tests/test_parity.py", "tests/test_layers.py", "tests/test_saving.py"]
     result = run_pytest(
-        [
-            *CORE,
-            "tests/test_saving.py",
-            "-m",
-            "not slow",
-            "-k",
-            "XXS or V2_050 or legacy or layers or saving",
-        ],
+        [*files, "-m", "not slow", "-k", "XXS or V2_050 or layers or saving"],
         "tensorflow",
         {"PYTHONPATH": pythonpath},
     )
@@ -68,4 +65,4 @@ def test_the_lowest_supported_keras(tmp_path_factory):
         capture_output=True,
         text=True,
     )
-    assert used.stdout.strip() == version
+    assert Version(used.stdout.strip()) == Version(version)

@@ -163,7 +163,11 @@ def record_measured(pytest_stdout, suffix=""):
             break
         elif in_table and line.strip():
             what, _, diff = line.rstrip().rpartition(" ")
-            record(what.strip() + suffix, float(diff))
+            try:
+                value = float(diff)
+            except ValueError:  # the closing "N passed in T s" line
+                break
+            record(what.strip() + suffix, value)
             rows += 1
     return rows
 
