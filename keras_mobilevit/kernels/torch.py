@@ -55,23 +55,11 @@ def _finish(layer, x):
     return layer.activation(ops.add(x, layer.bias) if layer.use_bias else x)
 
 
-def conv2d(layer, inputs):
-    """Convolution on a channels-first view of the channels-last input."""
+def convolution(layer, inputs):
+    """A convolution or depthwise convolution on a channels-first view of the NHWC input."""
+    depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
     outputs = _channels_first_convolution(
-        ops.conv,
-        inputs,
-        layer.kernel,
-        strides=layer.strides,
-        padding=layer.padding,
-        dilation_rate=layer.dilation_rate,
-    )
-    return _finish(layer, outputs)
-
-
-def depthwise_conv2d(layer, inputs):
-    """Depthwise convolution on a channels-first view of the channels-last input."""
-    outputs = _channels_first_convolution(
-        ops.depthwise_conv,
+        ops.depthwise_conv if depthwise else ops.conv,
         inputs,
         layer.kernel,
         strides=layer.strides,
@@ -113,8 +101,8 @@ def attention(layer, qkv):
 
 
 KERNELS = {
-    "conv2d": (Kernel(_channels_last_on_cpu, conv2d),),
-    "depthwise_conv2d": (Kernel(_channels_last_on_cpu, depthwise_conv2d),),
+    "conv2d": (Kernel(_channels_last_on_cpu, convolution),),
+    "depthwise_conv2d": (Kernel(_channels_last_on_cpu, convolution),),
     "dense": (Kernel(_tokens_on_amd_cpu, dense),),
     "attention": (Kernel(_qkv_on_cpu, attention),),
 }
