@@ -25,6 +25,7 @@ def test_parity_and_layers_with_the_kernels_off():
         [*CORE, "-m", "not slow"], "tensorflow", {"KERAS_MOBILEVIT_FAST_PATHS": "0"}
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert record_measured(result.stdout) > 40
 
 
 @pytest.mark.slow
