@@ -116,6 +116,9 @@ def test_decode_predictions_rejects_other_shapes(shape):
 
 def test_fine_tuning_reduces_the_loss():
     """A few training steps on a tiny two-class problem: the model learns."""
+    # Seeded: from some initialisations five epochs at this batch size do not
+    # yet lower the loss (seen once in CI), which says nothing about the model.
+    keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     images = rng.random((16, 64, 64, 3), dtype=np.float32) * 60
     labels = np.arange(16) % 2
