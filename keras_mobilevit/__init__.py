@@ -1,5 +1,23 @@
 """MobileViT for Keras 3: exact to the reference, with pretrained weights from the Hub."""
 
+import os
+
+try:
+    import keras  # noqa: F401
+except ModuleNotFoundError as e:
+    # Keras falls back to TensorFlow, and says only "No module named 'tensorflow'" to a user
+    # who installed the jax or torch extra.
+    if (e.name or "").partition(".")[0] != "tensorflow":
+        raise
+    chosen = os.environ.get("KERAS_BACKEND")
+    where = f"KERAS_BACKEND={chosen}" if chosen else "Keras' default, or ~/.keras/keras.json"
+    raise ModuleNotFoundError(
+        f"Keras' backend is TensorFlow ({where}) and TensorFlow is not installed: set "
+        "KERAS_BACKEND=jax or KERAS_BACKEND=torch for the backend you installed, or "
+        "pip install 'keras-mobilevit[tensorflow]'.",
+        name="tensorflow",
+    ) from None
+
 from keras_mobilevit import legacy  # noqa: F401  (registers the 0.1.0 layer names)
 from keras_mobilevit.deeplabv3 import (
     MobileViT_S_DeepLabV3,

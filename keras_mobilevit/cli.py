@@ -172,6 +172,10 @@ def build_parser():
         help="then save the model to this Hugging Face Hub repository (needs `hf auth login` "
         "or HF_TOKEN)",
     )
+    for command in commands.choices.values():
+        command.add_argument(
+            "--debug", action="store_true", help="show the full traceback of an error"
+        )
     return parser
 
 
@@ -294,21 +298,33 @@ def train(args):
         print(f"pushed to {url}; load it with keras.saving.load_model('hf://{args.push_to_hub}')")
 
 
+def _is_expected(error):
+    """Whether `error` is one a user's input, files, network or environment can cause.
+
+    Anything else is a bug in this package and keeps its traceback.
+    """
+    export_lib = sys.modules.get("keras_mobilevit.export")  # not imported: not its error
+    if export_lib is not None and isinstance(error, export_lib.ExportVerificationError):
+        return True
+    return isinstance(error, (ValueError, OSError, ImportError))
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = {"predict": predict, "export": export, "train": train}
     try:
-        if args.command == "predict":
-            predict(args)
-        elif args.command == "export":
-            export(args)
-        elif args.command == "train":
-            train(args)
-    except (ValueError, OSError) as e:
-        print(f"keras-mobilevit: error: {e}", file=sys.stderr)
-        return 1
+        # The parser imports the package (its model names), which can fail too: no backend.
+        args = build_parser().parse_args(argv)
+        commands[args.command](args)
     except KeyboardInterrupt:
         # finetune has said where the checkpoint is and how to resume.
         return 130
+    except Exception as e:
+        if "--debug" in argv or not _is_expected(e):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"keras-mobilevit: error: {message}", file=sys.stderr)
+        return 1
     return 0
 
 

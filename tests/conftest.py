@@ -5,7 +5,10 @@ TensorFlow backend unless the environment says otherwise, and the other
 backends are exercised in subprocesses.
 """
 
+import json
 import os
+import pathlib
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,8 +35,28 @@ def checkpoints(tmp_path_factory):
     return get
 
 
+# Under pytest-xdist each worker measures its share; they leave their rows in a folder the
+# controller made, and the controller prints one table.
+MEASURED_DIR = "KERAS_MOBILEVIT_TESTS_MEASURED_DIR"
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        os.environ[MEASURED_DIR] = tempfile.mkdtemp(prefix="measured-")
+
+
+def pytest_sessionfinish(session):
+    workerinput = getattr(session.config, "workerinput", None)
+    if workerinput is not None and MEASURED:
+        path = pathlib.Path(os.environ[MEASURED_DIR]) / f"{workerinput['workerid']}.json"
+        path.write_text(json.dumps(MEASURED))
+
+
 def pytest_terminal_summary(terminalreporter):
-    if MEASURED:
+    rows = list(MEASURED)
+    for path in pathlib.Path(os.environ[MEASURED_DIR]).glob("*.json"):
+        rows += [tuple(row) for row in json.loads(path.read_text())]
+    if rows:
         terminalreporter.section("measured parity (max |difference|)")
-        for what, diff in MEASURED:
+        for what, diff in sorted(rows):
             terminalreporter.write_line(f"{what:<70} {diff:.3e}")

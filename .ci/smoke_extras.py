@@ -1,0 +1,164 @@
+"""Installs each extra alone in a fresh virtualenv and runs the README's commands for it.
+
+CI's `.[test]` install pulls in everything, which hid a tensorflow-datasets dependency that
+`.[train]` lacked; this catches such a missing install step. The ImageNet weights come from
+the tests' loopback fake Hub, serving a timm checkpoint with random weights.
+
+Run with the test virtualenv's Python (it needs timm to make the checkpoint):
+    python .ci/smoke_extras.py [EXTRA ...]
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import timm  # noqa: F401  (before TensorFlow, which testing imports: the other order crashes)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from hf_server import FakeHub  # noqa: E402
+from testing import randomized_timm_model, save_checkpoint  # noqa: E402
+
+CAT = str(ROOT / "examples" / "cat.jpg")
+PREDICT = ["keras-mobilevit", "predict", CAT]  # the README's quick start, word for word
+# pip would take a CUDA build of several GB for `torch>=2.5` on this CPU-only machine; the
+# CPU wheel satisfies the extra's range, so the extra installs nothing more.
+PREINSTALL = {"torch": ["torch==2.13.0"]}
+BACKEND = {"jax": "jax", "torch": "torch"}
+
+
+def smoke_commands(extra, work):
+    """`(description, argv, expect)` pairs; `expect` checks `(returncode, stdout, stderr)`."""
+    printed_five = lambda rc, out, err: rc == 0 and out.count("%") == 5  # noqa: E731
+    commands = [("predict (README quick start)", PREDICT, printed_five)]
+    if extra in ("jax", "torch"):
+        commands.append(
+            (
+                "import without KERAS_BACKEND names it",
+                ["python", "-c", "import keras_mobilevit"],
+                lambda rc, out, err: rc != 0 and f"KERAS_BACKEND={extra}" in err,
+            )
+        )
+    if extra == "export":
+        for fmt, suffix in (("litert", "tflite"), ("onnx", "onnx")):
+            commands.append(
+                (
+                    f"export {fmt}",
+                    ["keras-mobilevit", "export", "MobileViT_XS", "--format", fmt,
+                     "--input-size", "64", "--output", str(work / f"xs.{suffix}")],
+                    lambda rc, out, err: rc == 0 and "max |difference|" in out,
+                )
+            )  # fmt: skip
+    if extra == "train":
+        folders = make_class_folders(work / "flowers")
+        commands.append(
+            (
+                "train on a folder of class folders",
+                ["keras-mobilevit", "train", "--dataset", str(folders), "--epochs", "1",
+                 "--image-size", "64", "--batch-size", "4", "--output", str(work / "run")],
+                lambda rc, out, err: rc == 0 and "top-1" in out,
+            )
+        )  # fmt: skip
+        commands.append(
+            (
+                # Reaches tensorflow-datasets' download code (where importlib_resources was
+                # missing); the download itself fails at once on a refused proxy.
+                "train on a tensorflow-datasets dataset, offline",
+                ["keras-mobilevit", "train", "--dataset", "oxford_flowers102", "--data-dir",
+                 str(work / "tfds"), "--epochs", "1", "--output", str(work / "tfds-run")],
+                lambda rc, out, err: rc == 1
+                and err.strip().splitlines()[-1].startswith("keras-mobilevit: error:")
+                and "Traceback" not in err
+                and "No module named" not in err,
+            )
+        )  # fmt: skip
+    return commands
+
+
+def make_class_folders(root):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("daisy", "tulip"):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.jpg")
+    return root
+
+
+def run(argv, env, log, cwd):
+    started = time.monotonic()
+    result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    log.write(
+        f"$ {' '.join(argv)}  ({time.monotonic() - started:.0f} s, exit {result.returncode})\n"
+    )
+    log.write(result.stdout + result.stderr)
+    return result
+
+
+def smoke(extra, hub, work):
+    """Installs `extra` in a fresh virtualenv and runs its commands; returns the failures."""
+    venv = work / "venv"
+    bin_dir = venv / "bin"
+    with open(work / "log.txt", "w") as log:
+        run([sys.executable, "-m", "venv", str(venv)], os.environ, log, work)
+        pip = [str(bin_dir / "pip"), "install", "--quiet", "--no-compile"]
+        for requirement in PREINSTALL.get(extra, []):
+            run([*pip, requirement], os.environ, log, work)
+        installed = run([*pip, f"{ROOT}[{extra}]"], os.environ, log, work)
+        if installed.returncode != 0:
+            return [f"pip install '.[{extra}]' failed: see {work / 'log.txt'}"]
+        env = hub.env(work / "hf_home")
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+        env.pop("KERAS_BACKEND", None)
+        for var in ("PYTHONPATH", "VIRTUAL_ENV"):
+            env.pop(var, None)
+        env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # nothing else is reached
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        failures = []
+        for description, argv, expect in smoke_commands(extra, work):
+            command_env = dict(env)
+            if extra in BACKEND and not argv[-1].startswith("import"):
+                command_env["KERAS_BACKEND"] = BACKEND[extra]
+            result = run(argv, command_env, log, work)
+            if not expect(result.returncode, result.stdout, result.stderr):
+                tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+                failures.append(f"[{extra}] {description}: exit {result.returncode}\n  " +
+                                "\n  ".join(tail))  # fmt: skip
+    return failures
+
+
+def main(extras):
+    with tempfile.TemporaryDirectory(prefix="smoke-extras-") as tmp:
+        tmp = pathlib.Path(tmp)
+        checkpoint = save_checkpoint(randomized_timm_model("mobilevit_xs"), tmp / "xs.safetensors")
+        failures = []
+        with FakeHub() as hub:
+            hub.add_file(
+                "timm/mobilevit_xs.cvnets_in1k",
+                "model.safetensors",
+                pathlib.Path(checkpoint).read_bytes(),
+            )
+            for extra in extras:
+                started = time.monotonic()
+                work = tmp / extra
+                work.mkdir()
+                found = smoke(extra, hub, work)
+                status = "ok" if not found else "FAILED"
+                print(f"extra {extra}: {status} ({time.monotonic() - started:.0f} s)", flush=True)
+                if found:
+                    print((work / "log.txt").read_text()[-4000:])
+                failures += found
+        for failure in failures:
+            print(failure, file=sys.stderr)
+        return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or ["tensorflow", "jax", "torch", "export", "train"]))
