@@ -127,8 +127,8 @@ def open_rgb(path):
         if e.errno is not None:  # the system's own error (no such file...) names the file
             raise
         raise OSError(
-            f"Could not read the image file {name!r}: {e}. The file is truncated or corrupt; "
-            "save or download it again."
+            f"Could not read the image file {name!r}: {e}. If it is truncated or corrupt, save "
+            "or download it again."
         ) from e
     if not np.isfinite(pixels).all():
         raise ValueError(
