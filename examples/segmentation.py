@@ -29,16 +29,22 @@ def load_image(path, short_side=512):
     """RGB pixels in [0, 255], the short side resized to `short_side`."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = short_side / min(image.size)
-        size = (round(image.width * scale), round(image.height * scale))
-        return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    # As `keras-mobilevit predict` reads images: deep ones scaled, errors naming the file.
+    image = keras_mobilevit.imagenet.open_rgb(path)
+    scale = short_side / min(image.size)
+    size = (round(image.width * scale), round(image.height * scale))
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def predict_mask(model, image):
     """Per-pixel class indices for one `(H, W, 3)` image."""
     logits = model.predict(image[None], verbose=0)[0]
+    if not np.isfinite(logits).all():
+        # argmax would call every such pixel background.
+        raise ValueError(
+            "The model's outputs are not finite (NaN or infinity): check that the image's "
+            "pixels are finite, in [0, 255], and the weights."
+        )
     return np.argmax(logits, axis=-1)
 
 

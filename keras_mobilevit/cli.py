@@ -192,6 +192,10 @@ def predict(args):
     weight_set = pretrained.find(
         args.model, args.weights if args.weights in pretrained.names(args.model) else "imagenet"
     )
+    # A bad image fails before the weights are fetched.
+    batch = np.stack(
+        [imagenet.load_image(path, crop_pct=weight_set.crop_pct) for path in args.images]
+    )
     if args.weights == weight_set.name:
         print(
             f"Fetching {args.model} weights from the Hugging Face Hub ({weight_set.repo})...",
@@ -200,11 +204,14 @@ def predict(args):
     elif args.weights.startswith(hub.HUB_PREFIX):
         print(f"Fetching weights from the Hugging Face Hub ({args.weights})...", file=sys.stderr)
     model = REGISTRY[args.model].builder(weights=args.weights)
-
-    batch = np.stack(
-        [imagenet.load_image(path, crop_pct=weight_set.crop_pct) for path in args.images]
-    )
     probabilities = np.asarray(model.predict(batch, verbose=0))
+    finite = np.isfinite(probabilities).all(axis=1)
+    if not finite.all():
+        images = ", ".join(path for path, ok in zip(args.images, finite, strict=True) if not ok)
+        raise ValueError(
+            f"The model's outputs for {images} are not finite (NaN or infinity), so they rank "
+            f"no classes. The images' pixels were finite: check the weights ({args.weights})."
+        )
     for path, top in zip(
         args.images, imagenet.decode_predictions(probabilities, top=args.top), strict=True
     ):

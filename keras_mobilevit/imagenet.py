@@ -7,6 +7,7 @@ the format of Keras' own), so decoding predictions downloads nothing.
 import functools
 import json
 import math
+import os
 import pathlib
 
 import numpy as np
@@ -57,7 +58,7 @@ def decode_predictions(preds, top=5):
         tuples, best first, e.g. `("n01440764", "tench", 0.91)`.
 
     Raises:
-        ValueError: if `preds` is not a batch of 1000 scores.
+        ValueError: if `preds` is not a batch of 1000 finite scores.
     """
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
@@ -67,6 +68,14 @@ def decode_predictions(preds, top=5):
         )
     if not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` must be a positive integer, got {top!r}.")
+    finite = np.isfinite(preds).all(axis=1)
+    if not finite.all():
+        samples = ", ".join(str(i) for i in np.flatnonzero(~finite))
+        raise ValueError(
+            f"`decode_predictions` received non-finite scores (NaN or infinity) for sample(s) "
+            f"{samples} of {len(preds)}, which rank no classes. The model's input or its weights "
+            "hold non-finite values: check that the images are finite pixels in [0, 255]."
+        )
     index = _class_index()
     results = []
     for row in preds:
@@ -75,27 +84,92 @@ def decode_predictions(preds, top=5):
     return results
 
 
+# Pillow's one-channel modes of more than 8 bits, with the value that is white:
+# Pillow's own conversion clips them to 255. ("I" is how older Pillow releases read
+# 16-bit PNGs; wider values are refused. 16-bit RGB(A) PNGs are read as 8-bit.)
+_WHITE_OF_DEEP_MODES = {
+    "I;16": 65535,
+    "I;16B": 65535,
+    "I;16L": 65535,
+    "I;16N": 65535,
+    "I": 65535,
+    "F": 1.0,
+}
+
+
+def open_rgb(path):
+    """Reads an image file as an 8-bit RGB `PIL.Image.Image`, whatever its depth.
+
+    16-bit images are scaled from `[0, 65535]` and floating-point ones from
+    `[0, 1]` to `[0, 255]`.
+
+    Raises:
+        OSError: if the file cannot be read as an image (missing, truncated,
+            corrupt); the message names the file.
+        ValueError: if its pixels are not finite, or outside the range its
+            depth implies.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = os.fspath(path) if isinstance(path, os.PathLike) else path
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode not in _WHITE_OF_DEEP_MODES:
+                return image.convert("RGB")
+            pixels = np.asarray(image, dtype=np.float64)
+    except UnidentifiedImageError as e:
+        raise OSError(
+            f"{name!r} is not an image file that Pillow can read: not one of its formats, or "
+            "truncated or corrupt."
+        ) from e
+    except OSError as e:
+        if e.errno is not None:  # the system's own error (no such file...) names the file
+            raise
+        raise OSError(
+            f"Could not read the image file {name!r}: {e}. If it is truncated or corrupt, save "
+            "or download it again."
+        ) from e
+    if not np.isfinite(pixels).all():
+        raise ValueError(
+            f"The image {name!r} has non-finite pixels (NaN or infinity), which would make "
+            "every output of the model NaN."
+        )
+    white = _WHITE_OF_DEEP_MODES[mode]
+    if pixels.min() < 0 or pixels.max() > white:
+        raise ValueError(
+            f"The pixels of {name!r} (Pillow mode {mode}) range from {pixels.min():g} to "
+            f"{pixels.max():g}, outside [0, {white:g}], so how bright they are is unknown: "
+            "save it as an 8- or 16-bit image, or floating point in [0, 1]."
+        )
+    return Image.fromarray(np.round(pixels * (255 / white)).astype(np.uint8)).convert("RGB")
+
+
 def load_image(path, size=_DEFAULT_WEIGHTS.input_size, crop_pct=_DEFAULT_WEIGHTS.crop_pct):
     """Loads an image for evaluation, as timm does for these checkpoints.
 
     Bicubic resize of the short side to `floor(size / crop_pct)`, then a
-    centre crop of `size` x `size`.
+    centre crop of `size` x `size`. Images of more than 8 bits per channel are
+    scaled to `[0, 255]` first (see `open_rgb`).
 
     Returns:
         A float32 array `(size, size, 3)`, RGB, in `[0, 255]`.
+
+    Raises:
+        OSError: if the file cannot be read as an image; the message names it.
+        ValueError: if its pixels are not finite or out of their depth's range.
     """
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale_size = math.floor(size / crop_pct)
-        width, height = image.size
-        if width <= height:
-            new_size = (scale_size, int(scale_size * height / width))
-        else:
-            new_size = (int(scale_size * width / height), scale_size)
-        image = image.resize(new_size, Image.Resampling.BICUBIC)
-        left = int(round((new_size[0] - size) / 2.0))
-        top = int(round((new_size[1] - size) / 2.0))
-        image = image.crop((left, top, left + size, top + size))
-        return np.asarray(image, dtype=np.float32)
+    image = open_rgb(path)
+    scale_size = math.floor(size / crop_pct)
+    width, height = image.size
+    if width <= height:
+        new_size = (scale_size, int(scale_size * height / width))
+    else:
+        new_size = (int(scale_size * width / height), scale_size)
+    image = image.resize(new_size, Image.Resampling.BICUBIC)
+    left = int(round((new_size[0] - size) / 2.0))
+    top = int(round((new_size[1] - size) / 2.0))
+    image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.float32)

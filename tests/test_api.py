@@ -1,8 +1,12 @@
 """The public API as a Keras applications user relies on it."""
 
+import struct
+import zlib
+
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 from testing import TIMM_NAMES
 
 import keras_mobilevit
@@ -112,6 +116,101 @@ def test_decode_predictions_uses_the_shipped_class_index():
 def test_decode_predictions_rejects_other_shapes(shape):
     with pytest.raises(ValueError, match="shape"):
         keras_mobilevit.decode_predictions(np.zeros(shape))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_decode_predictions_refuses_non_finite_scores(bad):
+    preds = np.full((3, 1000), 1e-3, "float32")
+    preds[1, 7] = bad
+    with pytest.raises(ValueError, match=r"non-finite scores .* sample\(s\) 1 of 3"):
+        keras_mobilevit.decode_predictions(preds)
+
+
+# -- reading images -------------------------------------------------------------------------
+
+
+def save_16_bit_png(pixels, path):
+    """Writes a uint16 array as a 16-bit grey or RGB PNG (Pillow writes no 16-bit RGB)."""
+    height, width = pixels.shape[:2]
+    color_type = 2 if pixels.ndim == 3 else 0
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+
+    def chunk(kind, data):
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def smooth_picture(channels):
+    """A smooth picture in [0, 1], `(40, 48)` or `(40, 48, channels)`."""
+    y, x = np.mgrid[0:40, 0:48] / 47
+    picture = np.stack([x, y, (x + y) / 2], axis=-1)[..., :channels]
+    return picture[..., 0] if channels == 1 else picture
+
+
+def as_16_bit(picture):
+    return np.round(picture * 65535).astype(np.uint16)
+
+
+def save_with_pillow(pixels, path):
+    Image.fromarray(pixels).save(path)
+
+
+# name: (channels, file name, writer of the picture in [0, 1])
+DEEP_IMAGES = {
+    "16-bit grey PNG": (1, "grey.png", lambda p, path: save_16_bit_png(as_16_bit(p), path)),
+    "16-bit RGB PNG": (3, "rgb.png", lambda p, path: save_16_bit_png(as_16_bit(p), path)),
+    "32-bit float TIFF": (1, "float.tiff", lambda p, path: save_with_pillow(np.float32(p), path)),
+    "32-bit integer TIFF": (
+        1,
+        "integer.tiff",
+        lambda p, path: save_with_pillow(np.int32(as_16_bit(p)), path),
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(DEEP_IMAGES))
+def test_load_image_scales_deep_images_as_their_8_bit_copies(kind, tmp_path):
+    channels, name, write = DEEP_IMAGES[kind]
+    picture = smooth_picture(channels)
+    write(picture, tmp_path / name)
+    save_with_pillow(np.uint8(np.round(picture * 255)), tmp_path / "8-bit.png")
+    loaded = keras_mobilevit.imagenet.load_image(tmp_path / name, size=32, crop_pct=0.875)
+    expected = keras_mobilevit.imagenet.load_image(tmp_path / "8-bit.png", size=32, crop_pct=0.875)
+    assert loaded.shape == (32, 32, 3)
+    # Within rounding: Pillow reads 16-bit RGB as the high bytes, a floor, not a rounding.
+    assert np.abs(loaded - expected).max() <= 2, (loaded.mean(), expected.mean())
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [(np.nan, "non-finite pixels"), (np.inf, "non-finite pixels"), (3.0, "from 0 to 3, outside")],
+)
+def test_load_image_refuses_float_pixels_it_cannot_scale(value, message, tmp_path):
+    pixels = np.float32(smooth_picture(1))
+    pixels[5, 5] = value
+    save_with_pillow(pixels, tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match=message) as error:
+        keras_mobilevit.imagenet.load_image(tmp_path / "float.tiff")
+    assert str(tmp_path / "float.tiff") in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png"])
+def test_load_image_names_a_truncated_file(name, tmp_path):
+    path = tmp_path / name
+    save_with_pillow(np.uint8(smooth_picture(3) * 255), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError, match="truncated") as error:
+        keras_mobilevit.imagenet.load_image(path)
+    assert str(path) in str(error.value)
 
 
 def test_fine_tuning_reduces_the_loss():

@@ -110,3 +110,39 @@ def test_missing_weights_file_is_a_clear_error():
     assert result.returncode == 1
     assert "No weights file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_truncated_image_is_named_before_the_weights_are_read(tmp_path, capsys):
+    from keras_mobilevit import cli
+
+    image = tmp_path / "photo.jpg"
+    data = pathlib.Path(CAT).read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    # No such weights file: reading the weights first would fail with another error.
+    argv = ["predict", str(image), "--weights", str(tmp_path / "absent.weights.h5")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"Could not read the image file '{image}'" in err
+    assert "truncated" in err
+
+
+@pytest.mark.slow
+def test_predict_names_the_images_with_non_finite_outputs(tmp_path, capsys):
+    import keras
+    from PIL import Image
+
+    import keras_mobilevit
+    from keras_mobilevit import cli
+
+    model = keras_mobilevit.MobileViT_XXS(weights=None)
+    head = model.get_layer("head_fc")
+    head.bias.assign(keras.ops.full(head.bias.shape, float("nan")))
+    model.save_weights(tmp_path / "nan.weights.h5")
+    second = tmp_path / "second.png"
+    with Image.open(CAT) as cat:
+        cat.save(second)
+    argv = ["predict", CAT, str(second), "--model", "MobileViT_XXS"]
+    assert cli.main([*argv, "--weights", str(tmp_path / "nan.weights.h5")]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""  # no ranking of NaNs
+    assert f"outputs for {CAT}, {second} are not finite" in err

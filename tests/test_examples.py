@@ -56,3 +56,20 @@ def test_finetune_runs_on_oxford_pets_under_mock_data(voc_checkpoint, tmp_path):
     assert np.isfinite(history.history["loss"][0])
     assert "val_mean_iou" in history.history
     assert (tmp_path / "pets.keras").exists()
+
+
+def test_load_image_scales_a_16_bit_png(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 48), 32896, np.uint16)).save(tmp_path / "grey.png")
+    image = segmentation.load_image(tmp_path / "grey.png", short_side=32)
+    assert image.shape == (32, 38, 3)
+    np.testing.assert_array_equal(image, 128)  # 32896 / 65535 * 255, not clipped to white
+
+
+def test_predict_mask_refuses_non_finite_outputs():
+    import keras
+
+    nan_model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Rescaling(np.nan)])
+    with pytest.raises(ValueError, match="not finite"):
+        segmentation.predict_mask(nan_model, np.zeros((32, 32, 3), np.float32))
