@@ -8,7 +8,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from testing import V1_VARIANTS, V2_VARIANTS, record, run_python
+from testing import V1_VARIANTS, V2_VARIANTS, record, run_cli, run_python
 
 import keras_mobilevit
 from keras_mobilevit import export
@@ -237,6 +237,25 @@ def test_files_get_the_mode_writing_with_open_would_give_them(tmp_path, umask):
     export.export_litert(model, path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o604
     assert os.listdir(tmp_path) == ["m.tflite"]
+
+
+@pytest.mark.slow
+def test_cli_export_with_weights_none_says_it_replaced_a_file_and_keeps_its_mode(capsys, tmp_path):
+    import onnx
+
+    output = tmp_path / "m.onnx"
+    output.write_bytes(b"an earlier export")
+    output.chmod(0o640)
+    # ONNX: it converts in half the time LiteRT takes.
+    code, out, err = run_cli(
+        capsys, "export", "MobileViT_XXS", "--weights", "none", "--format", "onnx",
+        "--input-size", "64", "--output", output,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"{output}: ") and "(replaced the existing file)" in out.splitlines()[0]
+    assert stat.S_IMODE(output.stat().st_mode) == 0o640
+    assert onnx.load(output).graph.node
+    assert os.listdir(tmp_path) == ["m.onnx"]
 
 
 @pytest.mark.slow
