@@ -140,7 +140,8 @@ def export(
     expected = _outputs(model(reference_input, training=False))
 
     # Convert into a temporary file beside the target, then move it in place.
-    temporary, mode = _create_beside(path)
+    target = os.path.realpath(path)
+    temporary, mode = _create_beside(target)
     try:
         if format == "litert":
             _convert_litert(model, temporary, shape, quantization, representative_dataset)
@@ -156,10 +157,10 @@ def export(
             max_difference = _check(expected, actual, quantization, format)
         # As writing into the existing file would: its permissions, or else the
         # ones the temporary file was created with (the umask's).
-        if os.path.exists(path):
-            mode = stat.S_IMODE(os.stat(path).st_mode)
+        if os.path.exists(target):
+            mode = stat.S_IMODE(os.stat(target).st_mode)
         os.chmod(temporary, mode)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -209,13 +210,16 @@ def check_request(path, format, quantization=None, representative_dataset=None):
             "another path."
         )
     # Trying is the one check that sees permissions, ACLs and read-only mounts alike.
-    probe, _ = _create_beside(path)
+    probe, _ = _create_beside(os.path.realpath(path))
     os.remove(probe)
     return path
 
 
 def _create_beside(path):
     """Creates an empty temporary file beside `path`; returns its path and mode.
+
+    `path` is the file to replace itself, not a symbolic link to it: renaming
+    onto a link would replace the link and leave the file it names as it was.
 
     The file is created as `open(path, "w")` would create one, so its mode is
     what the umask (or the directory's default ACL) allows.

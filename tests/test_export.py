@@ -239,6 +239,19 @@ def test_files_get_the_mode_writing_with_open_would_give_them(tmp_path, umask):
     assert os.listdir(tmp_path) == ["m.tflite"]
 
 
+def test_exporting_to_a_symbolic_link_writes_the_file_it_names(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    (tmp_path / "exports").mkdir()
+    target = tmp_path / "exports" / "m.tflite"
+    target.write_bytes(b"an earlier export")
+    link = tmp_path / "latest.tflite"
+    link.symlink_to(target)
+    export.export_litert(model, link)
+    assert link.is_symlink() and target.read_bytes()[4:8] == b"TFL3"
+    assert sorted(os.listdir(tmp_path / "exports")) == ["m.tflite"]
+
+
 @pytest.mark.slow
 def test_cli_export_with_weights_none_says_it_replaced_a_file_and_keeps_its_mode(capsys, tmp_path):
     import onnx
