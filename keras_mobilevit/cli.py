@@ -42,6 +42,45 @@ def _non_negative_int(value):
     return number
 
 
+def _weights(value):
+    """`--weights`: 'none' (any case) means random weights, as `weights=None` does."""
+    return None if value.lower() == "none" else value
+
+
+def _trained_weights(value):
+    if value.lower() == "none":
+        raise argparse.ArgumentTypeError(
+            "predict needs trained weights ('none' would print random classes): pass "
+            "'imagenet', 'hf://owner/repo' or a weights file"
+        )
+    return value
+
+
+def _check_weights(model, weights, takes_none=True):
+    """Refuses, before any building or downloading, a --weights value `model` cannot load.
+
+    The package's own messages name `weights=None`; these name the command's values.
+    """
+    from keras_mobilevit import hub, loading, pretrained
+
+    names = pretrained.names(model)
+    if weights is None or weights in names or hub.repo_id_of(weights) or loading.is_path(weights):
+        loading.validate(weights, names)  # a file that is not there
+        return
+    choices = [*names, "none"] if takes_none else names
+    valid = ", ".join(repr(choice) for choice in choices)
+    having = pretrained.models_with(weights)
+    reason = (
+        f"--weights {weights} exists only for {', '.join(having)}"
+        if having
+        else f"unknown --weights {weights!r}"
+    )
+    raise ValueError(
+        f"{reason}; {model} takes {valid}, 'hf://owner/repo', or a .safetensors, .weights.h5 "
+        "or .keras file."
+    )
+
+
 def _hub_repo(value):
     from keras_mobilevit import hub
 
@@ -68,6 +107,7 @@ def build_parser():
     )
     predict.add_argument(
         "--weights",
+        type=_trained_weights,
         default="imagenet",
         help="'imagenet', 'imagenet22k' (MobileViTV2 1.5 to 2.0), 'hf://owner/repo', or a "
         ".safetensors / .weights.h5 file",
@@ -82,7 +122,11 @@ def build_parser():
     )
     export.add_argument("model", type=_any_model_name, help="a classifier or DeepLabV3 model")
     export.add_argument(
-        "--weights", help="as for predict; default: the model's own ('imagenet', 'pascal_voc')"
+        "--weights",
+        type=_weights,
+        default=argparse.SUPPRESS,
+        help="as for predict, or 'none' (random weights); default: the model's own "
+        "('imagenet', 'pascal_voc')",
     )
     export.add_argument("--format", required=True, choices=["litert", "onnx"])
     export.add_argument(
@@ -119,6 +163,7 @@ def build_parser():
     )
     train.add_argument(
         "--weights",
+        type=_weights,
         default="imagenet",
         help="what the backbone starts from: 'imagenet' (default), 'none' (from scratch), "
         "'hf://owner/repo', or a weights file",
@@ -189,6 +234,7 @@ def predict(args):
     from keras_mobilevit import hub, imagenet, pretrained
     from keras_mobilevit.builder import REGISTRY
 
+    _check_weights(args.model, args.weights, takes_none=False)
     weight_set = pretrained.find(
         args.model, args.weights if args.weights in pretrained.names(args.model) else "imagenet"
     )
@@ -250,14 +296,19 @@ def export(args):
         representative = _calibration_images(args.calibration_images, size)
     # Fail on a bad request before building (and perhaps downloading) the model.
     export_lib.check_request(args.output, args.format, args.quantize, representative)
-    options = {} if args.weights is None else {"weights": args.weights}
+    # Without --weights, the builder's own default.
+    options = {"weights": args.weights} if "weights" in vars(args) else {}
+    if options:
+        _check_weights(args.model, args.weights)
     model = REGISTRY[args.model].builder(**options)
+    replacing = os.path.exists(args.output)
     report = export_lib.export(
         model, args.output, args.format, args.quantize, representative, input_size=size
     )
     print(
         f"{report.path}: {report.size / 2**20:.2f} MiB, {args.format}, "
         f"{args.quantize or 'float32'}, input 1x{size}x{size}x3"
+        + (" (replaced the existing file)" if replacing else "")
     )
     print(f"ops ({len(report.ops)}): {', '.join(report.ops)}")
     print(f"max |difference| from Keras on a random batch: {report.max_difference:.3g}")
@@ -266,10 +317,11 @@ def export(args):
 def train(args):
     from keras_mobilevit import hub, training
 
+    _check_weights(args.model, args.weights)
     result = training.finetune(
         dataset=args.dataset,
         model=args.model,
-        weights=None if args.weights.lower() == "none" else args.weights,
+        weights=args.weights,
         image_size=args.image_size,
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -3,12 +3,14 @@
 Both exporters are thin layers over `keras.Model.export`: they fix the input
 size, configure the LiteRT converter for builtin ops only and the requested
 quantization, write the file atomically (a failed conversion leaves nothing at
-`path`), and by default run the exported file on a random batch and compare it
-with Keras.
+`path`; a file it replaces keeps its permissions), and by default run the
+exported file on a random batch and compare it with Keras.
 """
 
 import collections
 import os
+import secrets
+import stat
 import tempfile
 import warnings
 
@@ -58,7 +60,9 @@ def export_litert(
 
     Args:
         model: a keras_mobilevit model (or any single-image-input Keras model).
-        path: where to write the `.tflite` file; its directory must exist.
+        path: where to write the `.tflite` file; its directory must exist. A
+            file already there is replaced, keeping its permissions, once the
+            new one is converted and verified.
         quantization: `None` (float32), `"float16"` (float16 weights),
             `"dynamic"` (dynamic-range int8 weights), `"int8"` (int8 weights
             and activations, calibrated with `representative_dataset`, except
@@ -89,7 +93,7 @@ def export_onnx(model, path, opset=None, verify=True, input_size=None, batch_siz
 
     Args:
         model: a keras_mobilevit model.
-        path: where to write the `.onnx` file; its directory must exist.
+        path: where to write the `.onnx` file; as for `export_litert`.
         opset: the ONNX opset version, or `None` for the exporter's default.
         verify: run the file with onnxruntime on a random batch and raise
             `ExportVerificationError` if it differs from Keras by more than 1e-4.
@@ -129,8 +133,6 @@ def export(
         the largest difference from Keras measured (`None` without `verify`).
     """
     path = check_request(path, format, quantization, representative_dataset)
-    directory = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
     shape = _input_shape(model, input_size, batch_size)
 
     # Keras exports only models that have been called.
@@ -138,8 +140,8 @@ def export(
     expected = _outputs(model(reference_input, training=False))
 
     # Convert into a temporary file beside the target, then move it in place.
-    handle, temporary = tempfile.mkstemp(suffix=suffix, dir=directory)
-    os.close(handle)
+    target = os.path.realpath(path)
+    temporary, mode = _create_beside(target)
     try:
         if format == "litert":
             _convert_litert(model, temporary, shape, quantization, representative_dataset)
@@ -153,7 +155,12 @@ def export(
         if verify:
             actual = run(reference_input)
             max_difference = _check(expected, actual, quantization, format)
-        os.replace(temporary, path)
+        # As writing into the existing file would: its permissions, or else the
+        # ones the temporary file was created with (the umask's).
+        if os.path.exists(target):
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
@@ -187,12 +194,48 @@ def check_request(path, format, quantization=None, representative_dataset=None):
         )
     path = os.fspath(path)
     suffix = ".tflite" if format == "litert" else ".onnx"
+    if os.path.isdir(path):
+        example = os.path.join(path, "model" + suffix)
+        raise IsADirectoryError(
+            f"{path!r} is a directory; name the file to write, e.g. {example!r}."
+        )
     if not path.endswith(suffix):
         raise ValueError(f"A {format} file's name must end with {suffix!r}, got {path!r}.")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"The directory for {path!r} does not exist: {directory}.")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise PermissionError(
+            f"{path!r} exists and is read-only; make it writable to replace it, or choose "
+            "another path."
+        )
+    # Trying is the one check that sees permissions, ACLs and read-only mounts alike.
+    probe, _ = _create_beside(os.path.realpath(path))
+    os.remove(probe)
     return path
+
+
+def _create_beside(path):
+    """Creates an empty temporary file beside `path`; returns its path and mode.
+
+    `path` is the file to replace itself, not a symbolic link to it: renaming
+    onto a link would replace the link and leave the file it names as it was.
+
+    The file is created as `open(path, "w")` would create one, so its mode is
+    what the umask (or the directory's default ACL) allows.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(
+        directory, f".{name}.{secrets.token_hex(8)}{os.path.splitext(name)[1]}"
+    )
+    try:
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as e:
+        raise type(e)(
+            f"Cannot write {path!r}: creating a file in {directory} failed ({e.strerror}); "
+            "choose a writable location."
+        ) from e
+    return temporary, stat.S_IMODE(os.stat(temporary).st_mode)
 
 
 def _input_shape(model, input_size, batch_size):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from hf_server import FakeHub
-from testing import randomized_timm_model, save_checkpoint
+from testing import randomized_timm_model, run_cli, save_checkpoint
 
 CAT = str(pathlib.Path(__file__).parents[1] / "examples" / "cat.jpg")
 
@@ -146,3 +146,24 @@ def test_predict_names_the_images_with_non_finite_outputs(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == ""  # no ranking of NaNs
     assert f"outputs for {CAT}, {second} are not finite" in err
+
+
+def test_predict_refuses_weights_none_saying_why(capsys):
+    code, _, err = run_cli(capsys, "predict", CAT, "--weights", "none")
+    assert code == 2
+    assert "predict needs trained weights ('none' would print random classes)" in err
+
+
+@pytest.mark.parametrize("command", ["predict", "export", "train"])
+def test_weights_of_another_model_are_refused_in_the_commands_words(capsys, tmp_path, command):
+    args = {
+        "predict": ["predict", CAT, "--model", "MobileViT_XXS"],
+        "export": ["export", "MobileViT_XXS", "--format", "onnx", "--output", tmp_path / "m.onnx"],
+        "train": ["train", "--model", "MobileViT_XXS", "--dataset", tmp_path],
+    }[command]
+    code, _, err = run_cli(capsys, *args, "--weights", "imagenet22k")
+    assert code == 1
+    assert "--weights imagenet22k exists only for MobileViTV2_150" in err
+    # The values to pass on the command line: 'none' where the command takes it, never None.
+    assert "MobileViT_XXS takes 'imagenet'" in err and "None" not in err
+    assert ("'none'" in err) == (command != "predict")

@@ -1,12 +1,14 @@
 """Export to LiteRT and ONNX: builtin ops only, parity with Keras, quantization, bad input."""
 
 import os
+import pathlib
+import stat
 import time
 
 import keras
 import numpy as np
 import pytest
-from testing import V1_VARIANTS, V2_VARIANTS, record, run_python
+from testing import V1_VARIANTS, V2_VARIANTS, record, run_cli, run_python
 
 import keras_mobilevit
 from keras_mobilevit import export
@@ -160,6 +162,113 @@ def test_missing_output_directory_fails_before_converting(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export.export_litert(model, tmp_path / "missing" / "m.tflite")
     assert time.perf_counter() - start < 2
+
+
+def directory_named_like_a_file(tmp_path):
+    path = tmp_path / "named.tflite"
+    path.mkdir()
+    return path
+
+
+def read_only_directory(tmp_path):
+    """A directory this process cannot create files in.
+
+    A mode 555 one; for root, whom modes do not stop, /sys, where Linux lets
+    nobody create files.
+    """
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    directory.chmod(0o555)
+    for candidate in (directory, pathlib.Path("/sys")):
+        try:
+            (candidate / "probe.tflite").touch()
+        except OSError:
+            return candidate
+        (candidate / "probe.tflite").unlink()
+    pytest.skip("this process can create files in any directory")
+
+
+def read_only_file(tmp_path):
+    path = tmp_path / "earlier.tflite"
+    path.write_bytes(b"an earlier export")
+    path.chmod(0o444)
+    if os.access(path, os.W_OK):
+        pytest.skip("this process can write read-only files (root)")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("output", "error", "message"),
+    [
+        (directory_named_like_a_file, IsADirectoryError, "is a directory; name the file"),
+        (lambda tmp: read_only_directory(tmp) / "m.tflite", PermissionError, "Cannot write"),
+        (read_only_file, PermissionError, "exists and is read-only; make it writable"),
+    ],
+    ids=["directory", "read-only directory", "read-only file"],
+)
+def test_unwritable_outputs_fail_before_converting(tmp_path, output, error, message):
+    path = output(tmp_path)
+    before = sorted(os.listdir(path.parent))
+    model = build("MobileViT_XXS")
+    start = time.perf_counter()
+    with pytest.raises(error, match=message):
+        export.export_litert(model, path)
+    assert time.perf_counter() - start < 2
+    assert sorted(os.listdir(path.parent)) == before
+
+
+@pytest.fixture
+def umask():
+    """A umask of 027 for the test: neither the usual 022 nor what mkstemp's 600 gives."""
+    previous = os.umask(0o027)
+    yield 0o027
+    os.umask(previous)
+
+
+def test_files_get_the_mode_writing_with_open_would_give_them(tmp_path, umask):
+    # How the file is written does not depend on the model: a tiny one converts in a second.
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(
+        inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs))
+    )
+    path = export.export_litert(model, tmp_path / "m.tflite")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~umask
+    os.chmod(path, 0o604)
+    export.export_litert(model, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o604
+    assert os.listdir(tmp_path) == ["m.tflite"]
+
+
+def test_exporting_to_a_symbolic_link_writes_the_file_it_names(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    (tmp_path / "exports").mkdir()
+    target = tmp_path / "exports" / "m.tflite"
+    target.write_bytes(b"an earlier export")
+    link = tmp_path / "latest.tflite"
+    link.symlink_to(target)
+    export.export_litert(model, link)
+    assert link.is_symlink() and target.read_bytes()[4:8] == b"TFL3"
+    assert sorted(os.listdir(tmp_path / "exports")) == ["m.tflite"]
+
+
+@pytest.mark.slow
+def test_cli_export_with_weights_none_says_it_replaced_a_file_and_keeps_its_mode(capsys, tmp_path):
+    import onnx
+
+    output = tmp_path / "m.onnx"
+    output.write_bytes(b"an earlier export")
+    output.chmod(0o640)
+    # ONNX: it converts in half the time LiteRT takes.
+    code, out, err = run_cli(
+        capsys, "export", "MobileViT_XXS", "--weights", "none", "--format", "onnx",
+        "--input-size", "64", "--output", output,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"{output}: ") and "(replaced the existing file)" in out.splitlines()[0]
+    assert stat.S_IMODE(output.stat().st_mode) == 0o640
+    assert onnx.load(output).graph.node
+    assert os.listdir(tmp_path) == ["m.onnx"]
 
 
 @pytest.mark.slow

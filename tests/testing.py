@@ -131,6 +131,21 @@ def run_python(code, env=None, timeout=600):
     )
 
 
+def run_cli(capsys, *args):
+    """`keras-mobilevit ARGS` in this process: `(exit code, stdout, stderr)`.
+
+    Spares the seconds a fresh interpreter takes to import TensorFlow.
+    """
+    from keras_mobilevit import cli
+
+    try:
+        code = cli.main([str(arg) for arg in args])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def predict_saved(path, images, backend):
     """A saved model's outputs on `images`, computed in a fresh process on `backend`.
 
