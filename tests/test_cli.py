@@ -118,8 +118,10 @@ def test_truncated_image_is_named_before_the_weights_are_read(tmp_path, capsys):
     image = tmp_path / "photo.jpg"
     data = pathlib.Path(CAT).read_bytes()
     image.write_bytes(data[: len(data) // 2])
-    # No such weights file: reading the weights first would fail with another error.
-    argv = ["predict", str(image), "--weights", str(tmp_path / "absent.weights.h5")]
+    # Not a weights file: reading the weights first would fail with another error.
+    weights = tmp_path / "junk.weights.h5"
+    weights.write_bytes(b"junk")
+    argv = ["predict", str(image), "--weights", str(weights)]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert f"Could not read the image file '{image}'" in err
