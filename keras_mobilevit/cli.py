@@ -150,7 +150,8 @@ def build_parser():
         description="Fine-tune a model on a tensorflow-datasets dataset or a directory of class "
         "folders: augmentation, AdamW with warm-up and cosine decay, label smoothing, early "
         "stopping. Writes the model, history, test metrics and plots to --output; an "
-        "interrupted run resumes when run again with the same --output. See docs/training.md.",
+        "interrupted run resumes when run again with the same --output; any other run there is "
+        "refused unless --overwrite. See docs/training.md.",
     )
     train.add_argument(
         "--dataset",
@@ -198,6 +199,12 @@ def build_parser():
         "--output", metavar="DIR", help="default runs/<model>-<dataset>-<date>-<time>"
     )
     train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in --output, replacing the run there, finished or interrupted "
+        "(without it a finished run, or an interrupted one with other settings, is refused)",
+    )
+    train.add_argument(
         "--distribute",
         choices=["mirrored", "multi_worker"],
         help="data-parallel training on all local devices, or on the workers of TF_CONFIG",
@@ -210,6 +217,12 @@ def build_parser():
         "--max-examples", type=_positive_int, help="use at most this many images of each split"
     )
     train.add_argument("--data-dir", help="tensorflow-datasets' data directory")
+    train.add_argument(
+        "--strict-data",
+        action="store_true",
+        help="refuse a directory dataset holding files that are not images, instead of "
+        "skipping them",
+    )
     train.add_argument(
         "--push-to-hub",
         type=_hub_repo,
@@ -336,6 +349,8 @@ def train(args):
         steps_per_epoch=args.steps_per_epoch,
         max_examples=args.max_examples,
         data_dir=args.data_dir,
+        overwrite=args.overwrite,
+        strict_data=args.strict_data,
     )
     metrics = result.metrics
     top5 = metrics["test_top5_accuracy"]

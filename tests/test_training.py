@@ -148,15 +148,34 @@ def test_flowers102_recipe_end_to_end_under_mock_data(tmp_path):
     assert keras.config.dtype_policy().name == policy
 
 
+# The settings of the finished run below, paths apart.
+FINISHED_RUN = dict(
+    model="MobileViT_XXS", weights=None, image_size=32, epochs=1, batch_size=4,
+    mixed_precision=True,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """`(class folders, output directory, FinetuneResult)` of one short run, shared.
+
+    The folders hold a text file named like a JPEG, which the run skips: it
+    would otherwise end training in its first epoch. Paths are `pathlib.Path`s.
+    """
+    root = tmp_path_factory.mktemp("finished")
+    folder = pathlib.Path(make_class_folders(root / "colours", per_class=10))
+    (folder / "rose" / "notes.jpg").write_text("not an image")
+    output = root / "run"
+    result = training.finetune(dataset=folder, output_dir=output, **FINISHED_RUN)
+    return folder, output, result
+
+
 @pytest.mark.slow
-def test_directory_of_class_folders_in_mixed_precision(tmp_path):
-    folder = make_class_folders(tmp_path / "colours", per_class=10)
-    output = tmp_path / "run"
-    result = training.finetune(
-        dataset=folder, model="MobileViT_XXS", weights=None, image_size=32, epochs=1,
-        batch_size=4, mixed_precision=True, output_dir=str(output),
-    )  # fmt: skip
+def test_directory_of_class_folders_in_mixed_precision(finished_run):
+    folder, output, result = finished_run
+    assert result.output_dir == str(output)  # a str, though given a pathlib.Path
     run = read_json(output / "run.json")
+    assert run["skipped_files"] == {str(folder / "rose" / "notes.jpg"): "not an image"}
     assert run["class_names"] == ["daisy", "rose", "violet"]
     # 10% of each class (one image) for validation and one for test, the rest for training.
     assert run["examples"] == {"train": 24, "validation": 3, "test": 3}
@@ -326,8 +345,8 @@ def test_interrupted_run_leaves_a_usable_checkpoint_and_resumes(tmp_path, capsys
     folder = make_class_folders(tmp_path / "colours", per_class=6)
     output = tmp_path / "run"
     options = dict(
-        dataset=folder, model="MobileViT_XXS", weights=None, image_size=32, epochs=2,
-        batch_size=4, freeze_backbone_epochs=1, output_dir=str(output),
+        dataset=pathlib.Path(folder), model="MobileViT_XXS", weights=None, image_size=32,
+        epochs=2, batch_size=4, freeze_backbone_epochs=1, output_dir=output,
     )  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         training.finetune(**options, callbacks=[Interrupt()])
@@ -335,7 +354,7 @@ def test_interrupted_run_leaves_a_usable_checkpoint_and_resumes(tmp_path, capsys
     checkpoint = output / "checkpoints" / "best.keras"
     assert "interrupted after 1 complete epoch" in message
     assert str(checkpoint) in message and "resume from epoch 2" in message
-    assert str(output) in message
+    assert f"({str(output)!r})" in message  # the path as the user typed it, not PosixPath(...)
     model = keras.saving.load_model(checkpoint)  # whole, and loadable
     assert model.output_shape == (None, 3)
     assert len(read_json(output / "history.json")["loss"]) == 1
@@ -359,8 +378,66 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     (output / "backup" / "full").mkdir(parents=True)
     (output / "run.json").write_text(json.dumps({"model": "MobileViT_XS", "image_size": 256}))
     settings = {"model": "MobileViT_XXS", "image_size": 256}
-    with pytest.raises(ValueError, match=r"other settings \(model='MobileViT_XS'.*delete"):
-        training.run_dir.prepare_run_dir(str(output), settings)
+    with pytest.raises(ValueError, match=r"other settings \(model='MobileViT_XS'.*--overwrite"):
+        training.run_dir.check_run_dir(str(output), settings)
+
+
+def file_contents(folder):
+    """`{relative path: bytes}` of every file under `folder`."""
+    folder = pathlib.Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_refused_and_left_as_it_was(finished_run, capsys):
+    folder, output, _ = finished_run
+    before = file_contents(output)
+    assert {"model.keras", "history.json", "checkpoints/best.keras"} <= before.keys()
+    capsys.readouterr()
+
+    # Other settings, from the command line: refused, naming the folder and the flag.
+    code = cli.main(
+        ["train", "--dataset", str(folder), "--model", "MobileViT_XXS", "--weights", "none",
+         "--image-size", "64", "--epochs", "1", "--batch-size", "4", "--output", str(output)]
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 1
+    assert f"{str(output)!r} holds a finished run with other settings (image_size=32" in error
+    assert "--overwrite" in error
+
+    # The same settings: refused too, saying the run is done and where its model is.
+    with pytest.raises(ValueError, match="finished run with the same settings") as info:
+        training.finetune(dataset=folder, output_dir=output, **FINISHED_RUN)
+    assert str(output / "model.keras") in str(info.value) and "overwrite=True" in str(info.value)
+
+    assert file_contents(output) == before
+
+
+def test_overwrite_replaces_a_run_and_leaves_other_files(tmp_path):
+    output = tmp_path / "run"
+    (output / "checkpoints").mkdir(parents=True)
+    (output / "backup" / "full").mkdir(parents=True)  # even interrupted
+    (output / "run.json").write_text(json.dumps({"model": "MobileViT_XS"}))
+    for name in ("model.keras", "metrics.json", "history.json", "history.png", "checkpoints/a"):
+        (output / name).write_bytes(b"old " + name.encode())
+    (output / "backup" / "full" / "state.json").write_text("{}")
+    (output / "notes.txt").write_text("mine")
+    settings = {"model": "MobileViT_XXS"}
+    assert training.run_dir.check_run_dir(str(output), settings, overwrite=True) == {}
+    training.run_dir.prepare_run_dir(str(output), settings, overwrite=True)
+    assert file_contents(output) == {
+        "notes.txt": b"mine",
+        "run.json": json.dumps(settings, indent=2).encode(),
+    }
+
+
+def test_a_folder_holding_artefacts_of_no_known_run_is_refused(tmp_path):
+    output = tmp_path / "mine"
+    output.mkdir()
+    (output / "model.keras").write_bytes(b"someone's model")
+    with pytest.raises(ValueError, match=r"already holds model.keras, which .*--overwrite"):
+        training.run_dir.check_run_dir(str(output), {"model": "MobileViT_XXS"})
+    assert file_contents(output) == {"model.keras": b"someone's model"}
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -401,6 +478,74 @@ def test_directory_with_one_class(tmp_path):
     folder = make_class_folders(tmp_path / "one", per_class=3, colours={"rose": (200, 30, 40)})
     with pytest.raises(ValueError, match=r"one class folder \('rose'\).*at least two classes"):
         training.finetune(dataset=folder, weights=None)
+
+
+def write_bad_images(folder):
+    """A text file named like a JPEG, a truncated JPEG, a TIFF named like a PNG: their paths."""
+    folder = pathlib.Path(folder)
+    jpeg, _ = encoded_image(40, 40)
+    tiff = io.BytesIO()
+    Image.new("RGB", (40, 40)).save(tiff, format="TIFF")
+    bad = {
+        folder / "daisy" / "readme.jpg": b"not an image",
+        folder / "rose" / "cut.jpg": jpeg[: len(jpeg) // 2],
+        folder / "violet" / "scan.png": tiff.getvalue(),
+    }
+    for path, data in bad.items():
+        path.write_bytes(data)
+    return sorted(str(path) for path in bad)
+
+
+def test_files_that_are_not_images_are_skipped_and_named(tmp_path, capsys):
+    folder = make_class_folders(tmp_path / "colours", per_class=5)
+    bad = write_bad_images(folder)
+    data = training.load_data(folder)
+    assert sorted(data.skipped) == bad
+    assert data.skipped[bad[2]] == "a TIFF image, which TensorFlow does not decode"
+    assert data.counts == {"train": 9, "validation": 3, "test": 3}  # the 15 images, no more
+    summary = capsys.readouterr().err
+    assert "Skipping 3 file(s)" in summary and all(path in summary for path in bad)
+    # Every example left decodes: nothing is left to fail mid-epoch.
+    for split in ("train", "validation", "test"):
+        for images, _ in training.eval_pipeline(data.examples[split], 3, 32, batch_size=16):
+            assert np.isfinite(np.asarray(images)).all()
+
+
+def test_strict_data_refuses_files_that_are_not_images(tmp_path, capsys):
+    folder = make_class_folders(tmp_path / "colours", per_class=5)
+    bad = write_bad_images(folder)
+    code = cli.main(["train", "--dataset", folder, "--strict-data", "--weights", "none"])
+    error = capsys.readouterr().err
+    assert code == 1 and "3 file(s)" in error and all(path in error for path in bad)
+
+
+@pytest.mark.parametrize("content", ["nothing", "no image file", "only unreadable files"])
+def test_class_folder_without_images_is_refused_by_name(tmp_path, content):
+    folder = pathlib.Path(make_class_folders(tmp_path / "colours", per_class=5))
+    (folder / "tulip").mkdir()
+    if content == "no image file":
+        (folder / "tulip" / "README.txt").write_text("tulips to come")
+    elif content == "only unreadable files":
+        (folder / "tulip" / "tulip.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match=r"class folder\(s\) 'tulip' in .* hold no images") as info:
+        training.load_data(folder)
+    assert ("only unreadable files" in str(info.value)) == (content == "only unreadable files")
+
+
+def test_one_class_with_images_and_an_empty_one_is_refused(tmp_path, capsys):
+    folder = make_class_folders(tmp_path / "one", per_class=5, colours={"rose": (200, 30, 40)})
+    (tmp_path / "one" / "daisy").mkdir()
+    code = cli.main(
+        ["train", "--dataset", folder, "--weights", "none", "--output", str(tmp_path / "run")]
+    )
+    error = capsys.readouterr().err
+    assert code == 1 and "class folder(s) 'daisy'" in error and "hold no images" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_path_that_is_not_a_path_is_refused_as_such():
+    with pytest.raises(TypeError, match="output_dir must be a path .*got int"):
+        training.finetune(dataset="no_such_dataset_is_looked_up", weights=None, output_dir=3)
 
 
 def test_too_few_images_for_the_held_out_splits(tmp_path):

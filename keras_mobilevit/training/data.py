@@ -3,12 +3,15 @@ the `tf.data` pipelines that augment the training images and prepare the evaluat
 TensorFlow and tensorflow-datasets are imported only inside the functions that need them.
 """
 
+import concurrent.futures
 import difflib
 import math
 import os
+import sys
 
 import keras
 import numpy as np
+from PIL import Image
 
 from keras_mobilevit.builder import MIN_SIZE
 
@@ -26,37 +29,48 @@ HOLDOUT_FRACTION = 0.1
 
 _VALIDATION_SPLITS = ("validation", "valid", "val")
 
+# What `tf.io.decode_image` decodes, in Pillow's names (MPO: a camera's JPEG).
+_DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
+# Files each thread checks at a time: enough to keep the pool's overhead small.
+_CHECK_CHUNK = 256
+# Unreadable files named in a refusal; the rest are counted.
+_NAMED_IN_ERRORS = 20
+
 
 class _Data:
     """A dataset split three ways: `(encoded image, label)` examples and their counts."""
 
-    def __init__(self, name, class_names, examples, counts, splits):
+    def __init__(self, name, class_names, examples, counts, splits, skipped=None):
         self.name = name  # for file names and messages
         self.class_names = list(class_names)
         self.examples = examples  # {"train" | "validation" | "test": tf.data.Dataset}
         self.counts = counts  # {same keys: number of examples}
         self.splits = splits  # {same keys: where the examples come from, for the record}
+        self.skipped = skipped or {}  # {path: why}: files of a directory that are not images
 
     @property
     def num_classes(self):
         return len(self.class_names)
 
 
-def load_data(dataset, seed=0, max_examples=None, data_dir=None):
+def load_data(dataset, seed=0, max_examples=None, data_dir=None, strict_data=False):
     """The training, validation and test examples of `dataset`, as `(encoded image, label)`.
 
     `dataset` is a tensorflow-datasets name or a directory of class folders;
     see `finetune` for how the three splits are chosen. Images stay encoded
     (JPEG, PNG...) until the pipeline decodes them, so that shuffling holds
-    bytes, not pixels.
+    bytes, not pixels. Every file of a directory is decoded once first, so
+    that a file that is not an image, or a truncated one, is found now rather
+    than mid-epoch: it is skipped and named on stderr, or with `strict_data`
+    the dataset is refused with the list.
     """
     if not isinstance(dataset, (str, os.PathLike)):
         raise TypeError(f"dataset must be a name or a path, got {type(dataset).__name__}.")
     dataset = os.fspath(dataset)
     if os.path.isdir(dataset):
-        data = _directory_data(dataset)
+        data = _directory_data(dataset, strict_data)
     else:
-        data = _tfds_data(dataset, seed, data_dir)
+        data = _tfds_data(dataset, seed, os.fspath(data_dir) if data_dir else None)
     if max_examples is not None:
         for split in data.examples:
             data.examples[split] = data.examples[split].take(max_examples)
@@ -153,7 +167,7 @@ def _count(info_splits, split, ds):
     return count
 
 
-def _directory_data(directory):
+def _directory_data(directory, strict_data=False):
     """Examples from a directory of class folders, or of train/validation/test folders of them."""
     import tensorflow as tf
 
@@ -170,12 +184,19 @@ def _directory_data(directory):
             "validation": sub(_VALIDATION_SPLITS),
             "test": sub(("test",)),
         }
-    paths, labels = {}, {}
+    paths, labels, skipped = {}, {}, {}
     class_names = None
     for role, folder in sources.items():
         if folder is None:
             continue
-        paths[role], labels[role], names = _index_directory(folder, class_names)
+        found, found_labels, names = _index_directory(folder, class_names)
+        unreadable = _unreadable_images(folder, found, strict_data)
+        kept = [i for i, path in enumerate(found) if path not in unreadable]
+        paths[role] = [found[i] for i in kept]
+        labels[role] = [found_labels[i] for i in kept]
+        skipped.update(unreadable)
+        if class_names is None:
+            _refuse_empty_classes(folder, names, labels[role], found_labels)
         class_names = class_names or names
         if len(class_names) < 2:
             found = f"one class folder ({class_names[0]!r})" if class_names else "no class folder"
@@ -207,7 +228,92 @@ def _directory_data(directory):
     }
     counts = {role: len(paths[role]) for role in examples}
     name = os.path.basename(os.path.normpath(directory)) or "images"
-    return _Data(name, class_names, examples, counts, splits)
+    return _Data(name, class_names, examples, counts, splits, skipped)
+
+
+def _refuse_empty_classes(folder, class_names, labels, found_labels):
+    """A class folder without images would be a class the model learns never to predict.
+
+    `labels` are those of the readable images, `found_labels` of every file found.
+    """
+    present, found = set(labels), set(found_labels)
+    empty = [name for i, name in enumerate(class_names) if i not in present]
+    if not empty:
+        return
+    all_skipped = [name for i, name in enumerate(class_names) if i in found - present]
+    because = (
+        f" ({', '.join(repr(name) for name in all_skipped)}: only unreadable files, listed above)"
+        if all_skipped
+        else ""
+    )
+    raise ValueError(
+        f"The class folder(s) {', '.join(repr(name) for name in empty)} in {folder!r} hold no "
+        f"images{because}: each class needs images (.jpg .jpeg .png .bmp .gif) in its folder. "
+        "Add some, or remove the folder(s) if they are not classes."
+    )
+
+
+def _unreadable_images(folder, paths, strict_data):
+    """`{path: why}` for the files of `paths` that `tf.io.decode_image` would fail on.
+
+    They are listed on stderr, or with `strict_data` refused. Each file is
+    decoded with Pillow, in a thread pool (Pillow releases the GIL while
+    decoding): opening alone, or `verify()`, does not see a truncated JPEG.
+    JPEGs decode at 1/8 scale (Pillow's draft mode), which still reads every
+    byte, for 0.9 ms per 500x375 image instead of 1.4 ms; PNGs need only
+    `verify()`, whose chunk checksums see truncation and corruption.
+    """
+    chunks = [paths[i : i + _CHECK_CHUNK] for i in range(0, len(paths), _CHECK_CHUNK)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        reasons = [why for chunk in pool.map(_check_images, chunks) for why in chunk]
+    unreadable = {path: why for path, why in zip(paths, reasons, strict=True) if why}
+    if unreadable and strict_data:
+        raise ValueError(
+            f"{len(unreadable)} file(s) of {folder!r} are not images TensorFlow decodes: "
+            "remove or replace them, or leave strict_data (--strict-data) off to skip them.\n"
+            + _listing(unreadable, limit=_NAMED_IN_ERRORS)
+        )
+    if unreadable:
+        print(
+            f"Skipping {len(unreadable)} file(s) of {folder!r} that are not images TensorFlow "
+            "decodes:\n" + _listing(unreadable),
+            file=sys.stderr,
+            flush=True,
+        )
+    return unreadable
+
+
+def _check_images(paths):
+    return [_why_unreadable(path) for path in paths]
+
+
+def _why_unreadable(path):
+    """Why `path` is not an image TensorFlow decodes, or `None` if it is one."""
+    try:
+        with Image.open(path) as image:
+            if image.format not in _DECODABLE_FORMATS:
+                return f"a {image.format} image, which TensorFlow does not decode"
+            if image.format == "PNG":
+                image.verify()
+            else:
+                image.draft("RGB", (1, 1))
+                image.load()
+    except Image.DecompressionBombError:
+        return None  # large, but TensorFlow decodes it
+    except Image.UnidentifiedImageError:
+        return "not an image"
+    except Exception as e:  # Pillow's decoders raise many kinds of error on bad data
+        return f"truncated or corrupt ({e})"
+    return None
+
+
+def _listing(unreadable, limit=None):
+    """The unreadable files and why, one a line, sorted; at most `limit` of them."""
+    listed = sorted(unreadable.items())
+    lines = [f"  {path}: {why}" for path, why in listed[:limit]]
+    if limit is not None and len(listed) > limit:
+        lines.append(f"  ... and {len(listed) - limit} more")
+    return "\n".join(lines)
 
 
 def _index_directory(folder, class_names=None):

@@ -26,7 +26,12 @@ from keras_mobilevit.training.distribution import (
 )
 from keras_mobilevit.training.evaluation import best_epoch, evaluate_test_split
 from keras_mobilevit.training.loop import fit
-from keras_mobilevit.training.run_dir import prepare_run_dir, run_directory, write_artefacts
+from keras_mobilevit.training.run_dir import (
+    check_run_dir,
+    prepare_run_dir,
+    run_directory,
+    write_artefacts,
+)
 
 DEFAULT_DATASET = "oxford_flowers102"
 EARLY_STOPPING_PATIENCE = 5
@@ -69,6 +74,8 @@ def finetune(
     max_examples=None,
     callbacks=None,
     data_dir=None,
+    overwrite=False,
+    strict_data=False,
 ):
     """Fine-tunes a MobileViT classifier on an image classification dataset.
 
@@ -116,13 +123,17 @@ def finetune(
     written at the end of each improving epoch). While training, `backup/`
     holds the state of the last epoch (Keras' `BackupAndRestore`): after an
     interruption (Ctrl-C included), running the same call again with the same
-    `output_dir` resumes from the last completed epoch.
+    `output_dir` resumes from the last completed epoch. A finished run there,
+    or an interrupted one with other settings, is refused unless `overwrite`.
 
     Args:
         dataset: a tensorflow-datasets name (`"oxford_flowers102"`,
             `"cats_vs_dogs"`, `"oxford_iiit_pet"`, ... any dataset with an
             image and a class label; downloaded and prepared on first use), or
-            the path of a directory of class folders.
+            the path of a directory of class folders. Every file of a directory
+            is checked before training (each decoded with Pillow): those that
+            are not images TensorFlow decodes, or are truncated, are skipped
+            and listed on stderr and in `run.json` (refused with `strict_data`).
         model: a builder name, e.g. `"MobileViT_XS"` or `"MobileViTV2_100"`.
         weights: what the backbone starts from: `"imagenet"` (downloaded from
             the Hugging Face Hub), `None` (from scratch), a weights file or
@@ -141,7 +152,8 @@ def finetune(
             `0 <= freeze_backbone_epochs <= epochs` (equal: a linear probe).
         output_dir: where the artefacts go; default
             `runs/<model>-<dataset>-<YYYYmmdd-HHMMSS>`. An existing run there is
-            resumed if it was interrupted, with the same settings.
+            resumed if it was interrupted, with the same settings; any other run
+            there is refused, its files untouched, unless `overwrite`.
         distribute: `None` (one device); `"mirrored"`: all local devices
             (`tf.distribute.MirroredStrategy` on TensorFlow,
             `keras.distribution.DataParallel` on JAX); `"multi_worker"`: several
@@ -167,6 +179,11 @@ def finetune(
         callbacks: extra Keras callbacks, called in every phase of training.
         data_dir: where tensorflow-datasets stores its data (its default,
             `~/tensorflow_datasets`, otherwise).
+        overwrite: replace the run in `output_dir`, finished or interrupted:
+            its artefacts and backup are removed (other files are left alone)
+            and training starts over.
+        strict_data: refuse a directory dataset holding files that are not
+            decodable images, listing them, instead of skipping them.
 
     Returns:
         A `FinetuneResult`: the trained `model` (the weights of its best
@@ -177,8 +194,12 @@ def finetune(
     Raises:
         ValueError: for an unknown dataset name (with suggestions), a dataset
             that is not image classification, a directory with fewer than two
-            class folders, `image_size` below 32, a `batch_size` larger than
-            the training set, or an unknown model or `distribute` value.
+            class folders or a class folder without images, unreadable images
+            with `strict_data`, an earlier run in `output_dir` that cannot be
+            resumed (without `overwrite`), `image_size` below 32, a `batch_size`
+            larger than the training set, or an unknown model or `distribute`
+            value.
+        TypeError: for a path that is neither a `str` nor an `os.PathLike`.
         KeyboardInterrupt: re-raised after saying where the last checkpoint
             is and how to resume.
     """
@@ -187,10 +208,13 @@ def finetune(
         freeze_backbone_epochs, patience, steps_per_epoch, max_examples, distribute,
     )  # fmt: skip
     policy = _policy_name(mixed_precision)
+    output_dir, data_dir = _path("output_dir", output_dir), _path("data_dir", data_dir)
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything.
     distribution, is_chief = resolve_distribution(distribute)
     keras.utils.set_random_seed(seed)
-    data = load_data(dataset, seed=seed, max_examples=max_examples, data_dir=data_dir)
+    data = load_data(
+        dataset, seed=seed, max_examples=max_examples, data_dir=data_dir, strict_data=strict_data
+    )
     _check_data(data, batch_size)
     if learning_rate is None:
         learning_rate = default_learning_rate(weights is not None, batch_size)
@@ -206,6 +230,7 @@ def finetune(
         mixed_precision=policy, freeze_backbone_epochs=freeze_backbone_epochs, seed=seed,
         steps_per_epoch=steps_per_epoch, max_examples=max_examples, classes=data.num_classes,
         class_names=data.class_names, splits=data.splits, examples=data.counts,
+        skipped_files=data.skipped,
     )  # fmt: skip
     steps = steps_per_epoch or data.counts["train"] // batch_size
     repeat = steps_per_epoch is not None
@@ -213,9 +238,11 @@ def finetune(
         replicas = num_replicas(distribution)
         split_over_replicas(data, batch_size, replicas, distribute)
         with run_directory(output_dir, is_chief) as run_dir:
-            previous = prepare_run_dir(run_dir, settings)
+            previous = check_run_dir(run_dir, settings, overwrite=overwrite)
             with scope(distribution):
                 classifier = build_classifier(model, weights, data.num_classes, image_size)
+            # Only now: with overwrite, bad weights must not have cost the earlier run.
+            prepare_run_dir(run_dir, settings, overwrite=overwrite)
             train_ds = train_pipeline(
                 data.examples["train"], data.num_classes, image_size, batch_size, seed=seed,
                 shuffle_buffer=min(data.counts["train"], SHUFFLE_BUFFER), repeat=repeat,
@@ -285,6 +312,15 @@ def _check_arguments(
         )
     # The crop its ImageNet weights are evaluated with, whatever it starts from.
     return pretrained.find(model, "imagenet").crop_pct
+
+
+def _path(name, value):
+    """`value` as a `str` path (or `None`), from a `str` or an `os.PathLike`."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__}.")
 
 
 def _policy_name(mixed_precision):

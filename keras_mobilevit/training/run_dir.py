@@ -49,40 +49,99 @@ def report_interruption(output_dir, checkpoint_path, history):
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-def prepare_run_dir(run_dir, settings):
-    """Creates `run_dir`; returns the history of an interrupted run to resume there, or {}."""
-    os.makedirs(run_dir, exist_ok=True)
+# What a run writes in its directory besides run.json (its settings) and backup/
+# (the state of an interrupted run): what a new run there would replace.
+ARTEFACTS = (
+    "model.keras", "metrics.json", "history.json", "history.png", "confusion_matrix.png",
+    "checkpoints",
+)  # fmt: skip
+
+# The settings an interrupted run resumes with only if they are the same.
+_RUN_DEFINING = ("dataset", "model", "weights", "image_size", "batch_size", "learning_rate",
+                 "classes", "epochs", "freeze_backbone_epochs", "mixed_precision",
+                 "steps_per_epoch", "max_examples")  # fmt: skip
+
+_REPLACE_HINT = "pass overwrite=True (--overwrite) to replace it"
+
+
+def check_run_dir(run_dir, settings, overwrite=False):
+    """Returns the history of an interrupted run to resume in `run_dir`, or {}; reads only.
+
+    An earlier run there is never replaced unless `overwrite`: an interrupted
+    one resumes if `settings` are its own, and anything else is refused, so
+    that a finished run's model, checkpoint and history are not lost to a
+    reused `--output`.
+    """
+    if overwrite or not os.path.isdir(run_dir):
+        return {}
     run_file = os.path.join(run_dir, "run.json")
-    backup = os.path.join(run_dir, "backup")
-    previous = {}
-    if os.path.isdir(backup) and os.listdir(backup):
-        earlier = {}
-        if os.path.exists(run_file):
-            with open(run_file) as f:
-                earlier = json.load(f)
-        keys = ("dataset", "model", "weights", "image_size", "batch_size", "learning_rate",
-                "classes", "epochs", "freeze_backbone_epochs", "mixed_precision",
-                "steps_per_epoch", "max_examples")  # fmt: skip
-        changed = [k for k in keys if earlier.get(k) != settings.get(k)]
+    earlier = {}
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            earlier = json.load(f)
+    changed = [k for k in _RUN_DEFINING if earlier.get(k) != settings.get(k)]
+    differences = ", ".join(f"{k}={earlier.get(k)!r}" for k in changed)
+    if _interrupted(run_dir):
         if changed:
             raise ValueError(
-                f"{run_dir!r} holds an interrupted run with other settings "
-                f"({', '.join(f'{k}={earlier.get(k)!r}' for k in changed)}): resume it with "
-                "the same settings, or choose another output directory (or delete "
-                f"{backup!r} to start over)."
+                f"{run_dir!r} holds an interrupted run with other settings ({differences}): "
+                "resume it with the same settings, choose another output directory, or "
+                f"{_REPLACE_HINT} and start over."
             )
-        history_file = os.path.join(run_dir, "history.json")
-        if os.path.exists(history_file):
-            with open(history_file) as f:
-                previous = json.load(f)
         print(f"Resuming the interrupted run in {run_dir}.", file=sys.stderr, flush=True)
-    else:
-        # A fresh run: what an earlier run left here must not pass for this one's.
-        shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(run_dir, "history.json"))
-    write_json(run_file, settings)
-    return previous
+        history_file = os.path.join(run_dir, "history.json")
+        if not os.path.exists(history_file):
+            return {}
+        with open(history_file) as f:
+            return json.load(f)
+    found = _artefacts(run_dir)
+    if found:
+        if not earlier:
+            what = f"already holds {', '.join(found)}"
+        elif changed:
+            what = f"holds a finished run with other settings ({differences})"
+        elif "model.keras" in found:
+            model = os.path.join(run_dir, "model.keras")
+            what = f"holds a finished run with the same settings (its model: {model})"
+        else:
+            what = f"holds an earlier run with the same settings ({', '.join(found)})"
+        raise ValueError(
+            f"{run_dir!r} {what}, which this run would replace: choose another output "
+            f"directory, or {_REPLACE_HINT}."
+        )
+    return {}
+
+
+def prepare_run_dir(run_dir, settings, overwrite=False):
+    """Creates `run_dir` and writes the settings there, once `check_run_dir` has agreed.
+
+    With `overwrite`, an earlier run's artefacts and backup are removed first
+    (other files in the folder are left alone), so that none passes for this run's.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    if overwrite:
+        found = _artefacts(run_dir)
+        if found or _interrupted(run_dir):
+            print(f"Replacing the earlier run in {run_dir}.", file=sys.stderr, flush=True)
+        for name in (*found, "backup"):
+            _remove(os.path.join(run_dir, name))
+    write_json(os.path.join(run_dir, "run.json"), settings)
+
+
+def _interrupted(run_dir):
+    backup = os.path.join(run_dir, "backup")
+    return os.path.isdir(backup) and bool(os.listdir(backup))
+
+
+def _artefacts(run_dir):
+    return [name for name in ARTEFACTS if os.path.lexists(os.path.join(run_dir, name))]
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
 
 
 def write_json(path, value):
