@@ -191,7 +191,7 @@ def run_pytest(paths, backend, extra_env=None, timeout=1200):
     """Runs test files with pytest in a fresh interpreter on another Keras backend."""
     env = {**os.environ, "KERAS_BACKEND": backend, **(extra_env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *paths],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths],
         cwd=os.path.dirname(TESTS),
         env=env,
         capture_output=True,
