@@ -19,6 +19,6 @@ def load_checkpoint(model, tensors, source, include_top):
         include_top: whether to load the classifier (`head.*`) too.
     """
     if transformers.is_transformers_layout(tensors):
-        tensors = transformers.to_timm_layout(tensors)
+        tensors = transformers.to_timm_layout(tensors, source)
     ignore = () if include_top else ("head.",)
     timm.assign(timm.plan_assignments(model, tensors, source=source, ignore_prefixes=ignore))
