@@ -196,6 +196,15 @@ def test_transformers_layout_without_a_key_names_it(xxs_model, tmp_path):
         loading.load(xxs_model, path, include_top=True)
 
 
+def test_transformers_layout_missing_a_tensor_says_its_layout(xxs_model, tmp_path):
+    path = str(tmp_path / "stem_norm_only.safetensors")
+    save_file({"mobilevit.conv_stem.normalization.weight": np.ones(16, "float32")}, path)
+    with pytest.raises(
+        ValueError, match=r"'stem\.conv\.weight' \(timm's name.*in transformers' layout"
+    ):
+        loading.load(xxs_model, path, include_top=True)
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".bin"])
 def test_integer_tensor_is_refused_by_name_and_dtype(xxs_model, tmp_path, checkpoints, suffix):
     import torch

@@ -69,10 +69,17 @@ def module_path(layer_name):
     return ".".join(_MODULE_PART.findall(layer_name))
 
 
-def missing_tensor_error(source, name, shape, layer_name, layout="timm's"):
-    """The error for a tensor `name` of `shape` that layer `layer_name` needs and `source` lacks."""
+def missing_tensor_error(source, name, shape, layer_name, layout="timm's", renamed=False):
+    """The error for a tensor `name` of `shape` that layer `layer_name` needs and `source` lacks.
+
+    `renamed`: `name` is timm's, for a file in another `layout` renamed to timm's.
+    """
+    if renamed:
+        name = f"{name!r} (timm's name; the file's were renamed to timm's)"
+    else:
+        name = repr(name)
     return ValueError(
-        f"The weights file {source} has no tensor {name!r} of shape {shape}, which layer "
+        f"The weights file {source} has no tensor {name} of shape {shape}, which layer "
         f"{layer_name!r} needs. It is not a checkpoint of this MobileViT variant in {layout} "
         "layout."
     )
@@ -85,7 +92,7 @@ def _torch_shape(keras_shape, permutation):
     return tuple(keras_shape[i] for i in np.argsort(permutation))
 
 
-def plan_assignments(model, tensors, source, ignore_prefixes=()):
+def plan_assignments(model, tensors, source, ignore_prefixes=(), source_layout="timm's"):
     """Matches checkpoint tensors to model variables, checking names and shapes.
 
     Args:
@@ -94,6 +101,8 @@ def plan_assignments(model, tensors, source, ignore_prefixes=()):
         source: the file name, for error messages.
         ignore_prefixes: tensors under these prefixes are not loaded (the
             classifier, for `include_top=False`).
+        source_layout: the file's layout before `tensors` were renamed to
+            timm's, for error messages.
 
     Returns:
         A list of `(variable, value)` pairs covering every model variable.
@@ -119,7 +128,14 @@ def plan_assignments(model, tensors, source, ignore_prefixes=()):
             name = f"{module}.{suffix}"
             expected = _torch_shape(tuple(variable.shape), permutation)
             if name not in tensors:
-                raise missing_tensor_error(source, name, expected, layer.name)
+                raise missing_tensor_error(
+                    source,
+                    name,
+                    expected,
+                    layer.name,
+                    source_layout,
+                    renamed=source_layout != "timm's",
+                )
             value = np.asarray(tensors[name])
             if not np.issubdtype(value.dtype, np.floating):
                 # Cast to float, an integer tensor would load silently as truncated weights.
