@@ -63,8 +63,9 @@ Args:
         the bottom of the network.
     weights: `None` (random initialisation),
         {weights},
-        a path to a Keras `.weights.h5` file, a `.safetensors` file in
-        timm's layout or a `.keras` model of the same variant (a fine-tuned
+        a path (`str` or `pathlib.Path`) to a Keras `.weights.h5` file, a
+        `.safetensors` file in timm's layout (or a PyTorch `.bin`, with the
+        `torch` extra) or a `.keras` model of the same variant (a fine-tuned
         one: its weights are taken layer by layer, by name), or
         `"hf://owner/repo"` for a Hub repository that holds a
         `model.safetensors` in timm's layout or a Keras model saved with

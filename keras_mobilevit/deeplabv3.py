@@ -52,10 +52,10 @@ The model takes RGB images of any size of at least 32 pixels, in `[0, 255]`
 with `include_preprocessing=True` (the default), in `[0, 1]` without.
 
 Args:
-    weights: `None`, `"pascal_voc"`, a path to a checkpoint (`.safetensors`,
-        PyTorch `.bin` with the `torch` extra, or Keras `.weights.h5`), or
-        `"hf://owner/repo"`. Checkpoints may be in transformers' or timm's
-        layout.
+    weights: `None`, `"pascal_voc"`, a path (`str` or `pathlib.Path`) to a
+        checkpoint (`.safetensors`, PyTorch `.bin` with the `torch` extra, or
+        Keras `.weights.h5`), or `"hf://owner/repo"`. Checkpoints may be in
+        transformers' or timm's layout.
     input_shape: optional `(height, width, 3)`; defaults to `(None, None, 3)`.
     input_tensor: optional Keras tensor to use as the image input.
     include_preprocessing: whether the model rescales `[0, 255]` inputs itself.

@@ -8,16 +8,20 @@ by layer, by name.
 """
 
 import os
+import warnings
+import zipfile
 
 import keras
 
 from keras_mobilevit import converters, hub
 
+TORCH_SUFFIXES = (".bin", ".pt", ".pth")
+
 
 def is_path(weights):
     """Whether a `weights` string names a file rather than a weights set."""
     return (
-        weights.endswith((".h5", ".safetensors", ".bin", ".keras"))
+        weights.endswith((".h5", ".safetensors", ".keras", *TORCH_SUFFIXES))
         or os.sep in weights
         or "/" in weights
     )
@@ -30,24 +34,31 @@ def validate(weights, names=()):
         weights: as the builders take it.
         names: the weight-set names the model has (`pretrained.names`).
     """
+    weights = _as_str(weights)
     if weights is None or weights in names or hub.repo_id_of(weights) is not None:
         return
     if not isinstance(weights, str) or not is_path(weights):
         valid = ", ".join(repr(k) for k in [None, *names])
         raise ValueError(
             f"Unknown weights={weights!r}. Valid values: {valid}, a path to a "
-            "'.weights.h5', '.safetensors' or '.keras' file, or 'hf://owner/repo'."
+            "'.weights.h5', '.safetensors', '.bin' or '.keras' file, or 'hf://owner/repo'."
         )
     if not os.path.isfile(os.path.expanduser(weights)):
         raise FileNotFoundError(f"No weights file at {weights!r}.")
+
+
+def _as_str(weights):
+    """`weights` with a `pathlib.Path` (any `os.PathLike`) turned into its string."""
+    return os.fspath(weights) if isinstance(weights, os.PathLike) else weights
 
 
 def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
     """Turns a `weights` argument into a local file path (downloading if needed).
 
     Args:
-        weights: a weight-set name, `"hf://owner/repo"`, or a path to a
-            `.weights.h5`, `.safetensors` or `.keras` file.
+        weights: a weight-set name, `"hf://owner/repo"`, or a path (a string
+            or `os.PathLike`) to a `.weights.h5`, `.safetensors`, `.bin` or
+            `.keras` file.
         weight_set: the `pretrained.WeightSet` that `weights` names, if any.
         filenames: the checkpoint files to look for in an `"hf://"`
             repository, preferred first.
@@ -56,17 +67,25 @@ def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
         The path of a weights file, or, for an `"hf://"` repository holding
         a Keras model rather than a checkpoint, of the folder of its
         `config.json` and `model.weights.h5`.
+
+    Raises:
+        ImportError: for a PyTorch checkpoint where torch is not installed,
+            before any model is built.
     """
+    weights = _as_str(weights)
     if weight_set is not None:
-        return _download_checkpoint(weight_set.repo, weight_set.filenames)
-    repo_id = hub.repo_id_of(weights)
-    if repo_id is not None:
+        path = _download_checkpoint(weight_set.repo, weight_set.filenames)
+    elif (repo_id := hub.repo_id_of(weights)) is not None:
         try:
-            return _download_checkpoint(repo_id, filenames)
+            path = _download_checkpoint(repo_id, filenames)
         except hub.WeightsUnavailableError as e:
             return hub.keras_model_folder(repo_id, e)
-    validate(weights)
-    return os.path.expanduser(weights)
+    else:
+        validate(weights)
+        path = os.path.expanduser(weights)
+    if path.endswith(TORCH_SUFFIXES):
+        _import_torch(path)
+    return path
 
 
 def _download_checkpoint(repo_id, filenames):
@@ -82,7 +101,7 @@ def _download_checkpoint(repo_id, filenames):
 
 def read_checkpoint(path):
     """Reads a checkpoint's tensors as numpy arrays: safetensors, or a PyTorch pickle."""
-    if path.endswith((".bin", ".pt", ".pth")):
+    if path.endswith(TORCH_SUFFIXES):
         return read_torch_checkpoint(path)
     return read_safetensors(path)
 
@@ -91,19 +110,30 @@ def read_torch_checkpoint(path):
     """Reads a PyTorch `state_dict` file with `torch.load(weights_only=True)`.
 
     Only tensors are unpickled (no code runs); torch is an optional extra.
+    Floating tensors become float32 (numpy has no bfloat16); others keep their
+    dtype, for the converter to refuse by name.
     """
-    try:
-        import torch
-    except ImportError as e:
-        raise ImportError(
-            f"{path} is a PyTorch checkpoint; reading it needs torch: "
-            'pip install "keras-mobilevit[torch]". Prefer a .safetensors file where one exists.'
-        ) from e
+    torch = _import_torch(path)
     try:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"Could not read the PyTorch checkpoint {path}: {e}") from e
-    return {name: tensor.float().numpy() for name, tensor in state_dict.items()}
+    return {
+        name: (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+        for name, tensor in state_dict.items()
+    }
+
+
+def _import_torch(path):
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(
+            f"{path} is a PyTorch checkpoint, and reading one needs torch, which is not "
+            'installed: pip install "keras-mobilevit[torch]", or use a .safetensors file of '
+            "the same weights instead (no torch needed)."
+        ) from e
+    return torch
 
 
 def read_safetensors(path):
@@ -127,7 +157,17 @@ def load(model, path, include_top):
     same name. Nothing is assigned unless every tensor matches; on error the
     model is left as it was.
     """
-    if os.path.isdir(path) or path.endswith(".keras"):
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        _load_keras_model(model, path)
+        return
+    _check_not_empty(path)
+    if path.endswith(".keras"):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"{path} is not a Keras model file: a .keras file is a zip archive, and this one "
+                "is not (truncated, or another format under a .keras name). Save it again."
+            )
         _load_keras_model(model, path)
         return
     if path.endswith(".h5"):
@@ -136,21 +176,48 @@ def load(model, path, include_top):
     converters.load_checkpoint(model, read_checkpoint(path), source=path, include_top=include_top)
 
 
+def _check_not_empty(path):
+    if os.path.getsize(path) == 0:
+        raise ValueError(
+            f"The weights file {path} is empty (0 bytes): whatever wrote it (a save, a copy, "
+            "a download) did not finish. Write or download it again."
+        )
+
+
 def _load_keras_weights(model, path):
+    import h5py  # a dependency of Keras
+
+    if not h5py.is_hdf5(path):
+        raise ValueError(
+            f"{path} is not a Keras weights file: a .weights.h5 file is HDF5, and this one is "
+            "not (another format under a .h5 name, such as an error page). Save it again."
+        )
+    try:
+        h5py.File(path, "r").close()
+    except OSError as e:
+        raise ValueError(
+            f"Could not read the Keras weights file {path}: {e}. It is truncated or corrupt: "
+            "save or download it again."
+        ) from e
     # Keras assigns layer by layer and can stop half way; load into a snapshot
     # and restore it on failure.
     snapshot = [keras.ops.convert_to_numpy(v.value) for v in model.weights]
-    try:
-        model.load_weights(path)
-    except Exception as e:
-        for variable, value in zip(model.weights, snapshot, strict=True):
-            variable.assign(value)
-        # Keras' message ends with the variable's values: keep what precedes them.
-        reason = str(e).split("Target variable:")[0].strip()
-        raise ValueError(
-            f"Could not load the Keras weights file {path} into {model.name}; the file is for "
-            f"another variant or configuration (include_top, classes). {reason}"
-        ) from e
+    # Into another variant, Keras warns once per layer it cannot match before it
+    # raises; the one error below says it all. A load that works keeps its warnings.
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            model.load_weights(path)
+        except Exception as e:
+            for variable, value in zip(model.weights, snapshot, strict=True):
+                variable.assign(value)
+            # Keras' message ends with the variable's values: keep what precedes them.
+            reason = " ".join(str(e).split("Target variable:")[0].split())
+            raise ValueError(
+                f"Could not load the Keras weights file {path} into {model.name}; the file is "
+                f"for another variant or configuration (include_top, classes). {reason}"
+            ) from e
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def _load_keras_model(model, path):

@@ -4,6 +4,14 @@ import keras
 
 from keras_mobilevit import kernels
 
+# Keras (3.x) imports no package to find a class it does not know, and reports
+# the failure with the object's config: this entry, first in it, says the fix.
+LOADING_NEEDS_KEY = "loading_needs"
+LOADING_NEEDS = (
+    "this file needs keras_mobilevit: pip install keras-mobilevit and "
+    "`import keras_mobilevit` before load_model"
+)
+
 
 @keras.saving.register_keras_serializable(package="keras_mobilevit")
 class MobileViTModel(keras.Model):
@@ -24,3 +32,11 @@ class MobileViTModel(keras.Model):
             if outputs is not None:
                 return outputs
         return super().call(inputs, training=training, mask=mask, **kwargs)
+
+    def get_config(self):
+        return {LOADING_NEEDS_KEY: LOADING_NEEDS, **super().get_config()}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = {k: v for k, v in config.items() if k != LOADING_NEEDS_KEY}
+        return super().from_config(config, custom_objects=custom_objects)

@@ -94,3 +94,26 @@ def test_custom_layers_are_registered_and_configurable(layer):
     clone = keras.saving.deserialize_keras_object(config, safe_mode=True)
     assert type(clone) is type(layer)
     assert clone.get_config() == layer.get_config()
+
+
+LOAD_WITHOUT_IMPORT = """
+import sys, keras
+try:
+    keras.saving.load_model({path!r})
+except TypeError as e:
+    sys.exit(str(e)[:1000])
+"""
+
+
+@pytest.mark.slow
+def test_loading_without_the_import_says_what_the_file_needs(tmp_path):
+    # Keras finds no class of a package it was not told of, whatever the file says; a
+    # fresh process is the user who forgot `import keras_mobilevit`.
+    path = str(tmp_path / "model.keras")
+    keras_mobilevit.MobileViT_XXS(weights=None, input_shape=(32, 32, 3)).save(path)
+    result = run_python(LOAD_WITHOUT_IMPORT.format(path=path), env={"KERAS_BACKEND": "numpy"})
+    assert "Could not locate class 'MobileViTModel'" in result.stderr
+    assert (
+        "this file needs keras_mobilevit: pip install keras-mobilevit and "
+        "`import keras_mobilevit` before load_model"
+    ) in result.stderr

@@ -18,7 +18,9 @@ def load_checkpoint(model, tensors, source, include_top):
         source: where the tensors came from, for error messages.
         include_top: whether to load the classifier (`head.*`) too.
     """
+    layout = "timm's"
     if transformers.is_transformers_layout(tensors):
-        tensors = transformers.to_timm_layout(tensors)
+        tensors = transformers.to_timm_layout(tensors, source)
+        layout = "transformers'"
     ignore = () if include_top else ("head.",)
-    timm.assign(timm.plan_assignments(model, tensors, source=source, ignore_prefixes=ignore))
+    timm.assign(timm.plan_assignments(model, tensors, source, ignore, layout))

@@ -12,6 +12,8 @@ Loading is all or nothing: every tensor is looked up and its shape checked
 before the first variable is assigned.
 """
 
+import re
+
 import numpy as np
 from keras import layers
 
@@ -38,6 +40,12 @@ _LAYOUTS = (
 )
 # Bookkeeping buffers with no Keras counterpart.
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
+# The parts of timm's module paths with an underscore of their own; every other
+# underscore in a layer name stands for a dot.
+_MODULE_PART = re.compile(
+    r"(?:conv[123]?_(?:1x1|kxk)|conv_fusion|conv_proj|final_conv|qkv_proj|out_proj"
+    r"|segmentation_head|[^_]+)(?=_|$)"
+)
 
 
 def _layout_for(layer):
@@ -56,6 +64,27 @@ def _variable_attribute(layer, variable):
     raise TypeError(f"Unexpected variable {variable.path!r} in layer {layer.name!r}.")
 
 
+def module_path(layer_name):
+    """The timm module path a layer is named after: `stem_conv` -> `stem.conv`."""
+    return ".".join(_MODULE_PART.findall(layer_name))
+
+
+def missing_tensor_error(source, name, shape, layer_name, layout="timm's", renamed=False):
+    """The error for a tensor `name` of `shape` that layer `layer_name` needs and `source` lacks.
+
+    `renamed`: `name` is timm's, for a file in another `layout` renamed to timm's.
+    """
+    if renamed:
+        name = f"{name!r} (timm's name; the file's were renamed to timm's)"
+    else:
+        name = repr(name)
+    return ValueError(
+        f"The weights file {source} has no tensor {name} of shape {shape}, which layer "
+        f"{layer_name!r} needs. It is not a checkpoint of this MobileViT variant in {layout} "
+        "layout."
+    )
+
+
 def _torch_shape(keras_shape, permutation):
     """The shape a tensor must have in the checkpoint to become `keras_shape`."""
     if permutation is None:
@@ -63,7 +92,7 @@ def _torch_shape(keras_shape, permutation):
     return tuple(keras_shape[i] for i in np.argsort(permutation))
 
 
-def plan_assignments(model, tensors, source, ignore_prefixes=()):
+def plan_assignments(model, tensors, source, ignore_prefixes=(), source_layout="timm's"):
     """Matches checkpoint tensors to model variables, checking names and shapes.
 
     Args:
@@ -72,15 +101,17 @@ def plan_assignments(model, tensors, source, ignore_prefixes=()):
         source: the file name, for error messages.
         ignore_prefixes: tensors under these prefixes are not loaded (the
             classifier, for `include_top=False`).
+        source_layout: the file's layout before `tensors` were renamed to
+            timm's, for error messages.
 
     Returns:
         A list of `(variable, value)` pairs covering every model variable.
 
     Raises:
-        ValueError: naming the first tensor that is missing, has the wrong
-            shape, or is left over, with both shapes.
+        ValueError: naming the first tensor that is missing, is not floating
+            point, has the wrong shape, or is left over, with both shapes.
     """
-    # Keras layer name -> checkpoint module path.
+    # Keras layer name -> checkpoint module path, as the file spells it.
     modules = {}
     for tensor_name in tensors:
         module = tensor_name.rpartition(".")[0]
@@ -93,15 +124,26 @@ def plan_assignments(model, tensors, source, ignore_prefixes=()):
         layout = _layout_for(layer)
         for variable in layer.weights:
             suffix, permutation = layout[_variable_attribute(layer, variable)]
-            name = f"{modules.get(layer.name, layer.name)}.{suffix}"
+            module = modules.get(layer.name) or module_path(layer.name)
+            name = f"{module}.{suffix}"
             expected = _torch_shape(tuple(variable.shape), permutation)
             if name not in tensors:
-                raise ValueError(
-                    f"The weights file {source} has no tensor {name!r} of shape {expected}, "
-                    f"which layer {layer.name!r} needs. It is not a checkpoint of this "
-                    "MobileViT variant in timm's layout."
+                raise missing_tensor_error(
+                    source,
+                    name,
+                    expected,
+                    layer.name,
+                    source_layout,
+                    renamed=source_layout != "timm's",
                 )
             value = np.asarray(tensors[name])
+            if not np.issubdtype(value.dtype, np.floating):
+                # Cast to float, an integer tensor would load silently as truncated weights.
+                raise ValueError(
+                    f"Tensor {name!r} in the weights file {source} is {value.dtype}, but weights "
+                    "must be floating point (float32, float16): the file was not written from "
+                    "a trained model's weights."
+                )
             if tuple(value.shape) != expected:
                 raise ValueError(
                     f"Tensor {name!r} in the weights file {source} has shape {tuple(value.shape)}, "

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from keras_mobilevit.converters import timm
+
 _BACKBONE_PREFIXES = ("mobilevit.", "mobilevitv2.")
 
 # Applied in order to each tensor name (after the backbone prefix is removed).
@@ -56,28 +58,50 @@ def _rename(name):
     return name
 
 
-def to_timm_layout(tensors):
-    """Renames a transformers MobileViT(V2) state dict to timm's names, for RGB input."""
-    renamed = {_rename(name): value for name, value in tensors.items()}
-    converted = {}
-    for name, value in renamed.items():
+def to_timm_layout(tensors, source):
+    """Renames a transformers MobileViT(V2) state dict to timm's names, for RGB input.
+
+    `source` names the file in errors: a missing query, key or value tensor
+    is named as the file must spell it.
+    """
+    renamed = {_rename(name): name for name in tensors}
+    # timm's name -> the file's.
+    file_names = {}
+    for name, file_name in renamed.items():
         # A convolution followed by BatchNorm is `conv`; a bare one is the module itself.
         if ".convolution." in name:
             module, _, parameter = name.partition(".convolution.")
             has_norm = f"{module}.bn.weight" in renamed
             name = f"{module}.conv.{parameter}" if has_norm else f"{module}.{parameter}"
-        converted[name] = value
-    _fuse_query_key_value(converted)
+        file_names[name] = file_name
+    converted = {name: tensors[file_name] for name, file_name in file_names.items()}
+    _fuse_query_key_value(converted, file_names, source)
     if "stem.conv.weight" in converted:
         # Apple's checkpoints were trained on BGR: reverse the input channels.
         converted["stem.conv.weight"] = np.ascontiguousarray(converted["stem.conv.weight"][:, ::-1])
     return converted
 
 
-def _fuse_query_key_value(tensors):
+_QUERY_KEY_VALUE = re.compile(r"^(.*\.attn)\.(?:query|key|value)\.(?:weight|bias)$")
+
+
+def _fuse_query_key_value(tensors, file_names, source):
     """v1's separate query/key/value linears -> timm's single `qkv` (in that order)."""
-    for name in [n for n in tensors if n.endswith(".attn.query.weight")]:
-        module = name[: -len(".query.weight")]
-        for parameter in ("weight", "bias"):
-            parts = [tensors.pop(f"{module}.{p}.{parameter}") for p in ("query", "key", "value")]
-            tensors[f"{module}.qkv.{parameter}"] = np.concatenate(parts, axis=0)
+    attentions = {}  # module -> one of its tensors
+    for name in tensors:
+        if match := _QUERY_KEY_VALUE.match(name):
+            attentions.setdefault(match[1], name)
+    for module, present in attentions.items():
+        dim = tensors[present].shape[0]  # each of the three is a (dim, dim) linear
+        for parameter, shape in (("weight", (dim, dim)), ("bias", (dim,))):
+            parts = [f"{module}.{p}.{parameter}" for p in ("query", "key", "value")]
+            for part in parts:
+                if part not in tensors:
+                    # The file's name for it: a present one's, with the last two parts changed.
+                    file_name = file_names[present].rsplit(".", 2)[0] + part[len(module) :]
+                    raise timm.missing_tensor_error(
+                        source, file_name, shape, f"{module}.qkv".replace(".", "_"), "transformers'"
+                    )
+            tensors[f"{module}.qkv.{parameter}"] = np.concatenate(
+                [tensors.pop(part) for part in parts], axis=0
+            )
