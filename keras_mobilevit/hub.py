@@ -9,6 +9,9 @@ checked against the hash the Hub advertised for it.
 import hashlib
 import os
 import re
+import socket
+import time
+import warnings
 
 import keras
 
@@ -18,6 +21,14 @@ CHECKPOINT_FILENAME = "model.safetensors"
 KERAS_MODEL_FILES = ("config.json", "model.weights.h5")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+# huggingface_hub names a cached blob after the file's ETag: one path component.
+_BLOB_NAME = re.compile(r"^[0-9A-Za-z_+=-][0-9A-Za-z._+=-]{0,254}$")
+_LOCAL_WEIGHTS_HINT = (
+    'pass a local .safetensors file instead (weights="path/model.safetensors" in Python, '
+    "--weights path/model.safetensors on the command line)"
+)
+# The endpoints already reported as giving no hash to check downloads against.
+_UNVERIFIED_ENDPOINTS = set()
 
 
 class WeightsUnavailableError(OSError):
@@ -82,19 +93,44 @@ def missing_file_errors():
 
 
 def download(repo_id, filename=CHECKPOINT_FILENAME):
-    """Fetches `filename` from a Hub repository into the huggingface_hub cache."""
-    import huggingface_hub
-    from huggingface_hub import errors
+    """Fetches `filename` from a Hub repository into the huggingface_hub cache, checked.
 
+    The file's metadata is asked for once first, without retries: a Hub that
+    cannot be reached at all (its name does not resolve, or it refuses the
+    connection) then fails at once, or gives the cached file, instead of
+    through huggingface_hub's back-off; and an ETag that cannot name a file in
+    the cache is refused before anything is written.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    offline = constants.is_offline_mode()
+    url = huggingface_hub.hf_hub_url(repo_id, filename)
+    started = time.monotonic()
+    unreachable, advertised = None, None
+    if not offline:
+        try:
+            metadata = huggingface_hub.get_hf_file_metadata(url)
+        except Exception as e:  # huggingface_hub's own call below reports the rest
+            unreachable = _unreachable(e)
+        else:
+            advertised = _advertised_hash(repo_id, filename, metadata)
     try:
-        path = huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename)
+        path = huggingface_hub.hf_hub_download(
+            repo_id=repo_id, filename=filename, local_files_only=unreachable is not None
+        )
     except errors.LocalEntryNotFoundError as e:
-        # Offline, or the Hub could not be reached, and nothing in the cache.
+        cached = "it is then cached under HF_HOME for offline use"
+        if offline:
+            reason = "HF_HUB_OFFLINE is set, so the Hub was not asked"
+            remedy = f"Unset HF_HUB_OFFLINE to download it once ({cached}), or"
+        else:
+            reason = unreachable or _why_not_downloaded(e, url, time.monotonic() - started)
+            remedy = f"Run again once the Hub answers ({cached}), {_endpoint_hint()}, or"
         raise WeightsUnavailableError(
-            f"Could not download {filename!r} from the Hugging Face Hub repository {repo_id!r}, "
-            "and it is not in the local cache. Either connect to the Hub once (the file is then "
-            "cached under HF_HOME for offline use; unset HF_HUB_OFFLINE), point HF_ENDPOINT at a "
-            "reachable mirror, or pass the path of a local .safetensors file as `weights=`."
+            f"Could not download {filename!r} of the Hugging Face Hub repository {repo_id!r}: "
+            f"{reason}; and it is not in the local cache ({constants.HF_HUB_CACHE}). {remedy} "
+            f"{_LOCAL_WEIGHTS_HINT}."
         ) from e
     except errors.GatedRepoError as e:
         raise WeightsUnavailableError(
@@ -114,11 +150,126 @@ def download(repo_id, filename=CHECKPOINT_FILENAME):
             raise
         raise WeightsUnavailableError(
             f"Could not download {filename!r} from the Hugging Face Hub repository "
-            f"{repo_id!r}: {e} Run again to retry; to work without the Hub, set HF_ENDPOINT "
-            "to a reachable mirror or pass the path of a local .safetensors file as `weights=`."
+            f"{repo_id!r} at {constants.ENDPOINT}: {e} Run again to retry; to work without the "
+            f"Hub, {_endpoint_hint()} or {_LOCAL_WEIGHTS_HINT}."
         ) from e
-    verify_cached_file(path)
+    if not verify_cached_file(path, advertised) and not offline and unreachable is None:
+        _warn_unverified(repo_id, filename)
     return path
+
+
+def _unreachable(error):
+    """Why the Hub cannot be reached at all, where `error` says so; else `None`.
+
+    A name that does not resolve or a refused connection will not mend within
+    huggingface_hub's retries; timeouts and server errors may.
+    """
+    from huggingface_hub import constants
+
+    causes = []
+    while error is not None and len(causes) < 10:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    for cause in causes:
+        if isinstance(cause, socket.gaierror):
+            return f"the host name of {constants.ENDPOINT} does not resolve ({cause.strerror})"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"{constants.ENDPOINT} refused the connection"
+    return None
+
+
+def _advertised_hash(repo_id, filename, metadata):
+    """The hash to check a download against: its ETag, or where that is none, the API's.
+
+    Raises `WeightsUnavailableError` for an ETag that cannot name a cached blob.
+    """
+    from huggingface_hub import HfApi, constants
+
+    etag = metadata.etag
+    if etag is None or metadata.commit_hash is None:
+        return None  # not a Hub answer: huggingface_hub refuses it
+    if not _BLOB_NAME.match(etag):
+        raise WeightsUnavailableError(
+            f"{constants.ENDPOINT} answered {filename!r} of {repo_id!r} with the ETag {etag!r}, "
+            "which cannot name a file in huggingface_hub's cache: the server is not a Hugging "
+            f"Face Hub or a faithful mirror of one. Nothing was downloaded; {_endpoint_hint()}."
+        )
+    if _hash_kind(etag) is not None:
+        return etag
+    try:
+        (entry,) = HfApi().get_paths_info(repo_id, [filename], revision=metadata.commit_hash)
+    except Exception:  # a mirror of the files only; reported as unchecked
+        return None
+    return entry.lfs.sha256 if entry.lfs is not None else entry.blob_id
+
+
+def _warn_unverified(repo_id, filename):
+    """Says, once per endpoint, that its downloads cannot be checked."""
+    from huggingface_hub import constants
+
+    if constants.ENDPOINT in _UNVERIFIED_ENDPOINTS:
+        return
+    _UNVERIFIED_ENDPOINTS.add(constants.ENDPOINT)
+    warnings.warn(
+        f"The Hugging Face Hub at {constants.ENDPOINT} gave no SHA-256 or git hash for "
+        f"{filename!r} of {repo_id!r} (neither as its ETag nor from its API), so the download "
+        "could not be checked; nor will its other downloads be (said once per endpoint).",
+        stacklevel=3,
+    )
+
+
+def _why_not_downloaded(error, url, seconds):
+    """What the Hub answered for `url`, from the `LocalEntryNotFoundError` of its download."""
+    from huggingface_hub import constants, errors
+
+    cause = error.__cause__
+    waited = f" (still after {seconds:.0f} s of retries)" if seconds >= 1 else ""
+    if isinstance(cause, errors.HfHubHTTPError) and cause.response is not None:
+        response = cause.response
+        server_message = getattr(cause, "server_message", None)
+        said = f": {server_message.strip()}" if server_message else ""
+        return (
+            f"{constants.ENDPOINT} answered HTTP {response.status_code} "
+            f"{response.reason_phrase} to {response.request.method} {response.request.url}"
+            f"{said}{waited}"
+        )
+    if isinstance(cause, errors.FileMetadataError):
+        return (
+            f"{_describe_answer(url)}, which is not a Hugging Face Hub's answer (it lacks "
+            "the X-Repo-Commit or ETag header): a proxy, a captive portal or a server that is "
+            "not a Hub answered"
+        )
+    if cause is None:
+        return f"{constants.ENDPOINT} could not be asked ({error})"
+    return f"{constants.ENDPOINT} could not be reached ({cause}){waited}"
+
+
+def _describe_answer(url):
+    """`"<endpoint> answered HEAD <url> with HTTP 200 (text/html)"`, asked again to say it."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, http_backoff
+
+    try:
+        response = http_backoff(
+            "HEAD",
+            url,
+            headers=build_hf_headers(),
+            retry_on_exceptions=(),
+            retry_on_status_codes=(),
+        )
+    except Exception:
+        return f"{constants.ENDPOINT} gave an answer to {url}"
+    kind = response.headers.get("Content-Type", "no Content-Type").split(";")[0]
+    return f"{constants.ENDPOINT} answered HEAD {url} with HTTP {response.status_code} ({kind})"
+
+
+def _endpoint_hint():
+    """What to do about HF_ENDPOINT: check it where set, else set it to a mirror."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_ENDPOINT"):
+        return f"check HF_ENDPOINT ({constants.ENDPOINT}) or unset it"
+    return "set HF_ENDPOINT to a reachable mirror"
 
 
 _HTTP_CLIENT_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
@@ -129,24 +280,32 @@ def is_http_client_error(error):
     return any(c.__module__.split(".")[0] in _HTTP_CLIENT_MODULES for c in type(error).__mro__)
 
 
-def verify_cached_file(path):
+def verify_cached_file(path, advertised=None):
     """Checks a Hub download against the hash the Hub advertised for it.
 
     huggingface_hub names each cached blob after the file's ETag, which for
     files stored with Git LFS (all checkpoints) is the SHA-256 of the content,
     and for plain git files (a Keras model's `config.json`, say) the git blob
-    SHA-1 (of `b"blob <size>\\0"` and the content). A file that does not hash to
-    its name is removed from the cache, so the next call downloads it again
-    instead of trusting it.
+    SHA-1 (of `b"blob <size>\\0"` and the content). Where the ETag was no such
+    hash (a mirror's), `advertised` is the one the Hub's API gave. A file that
+    does not hash to it is removed from the cache, so the next call downloads it
+    again instead of trusting it.
+
+    Returns:
+        Whether there was a hash to check the file against.
     """
     blob = os.path.realpath(path)
     expected = os.path.basename(blob)
-    if _SHA256.match(expected):
-        digest, kind = hashlib.sha256(), "SHA-256"
-    elif _GIT_SHA1.match(expected):
-        digest, kind = hashlib.sha1(b"blob %d\0" % os.path.getsize(blob)), "git blob SHA-1"
-    else:
-        return
+    if _hash_kind(expected) is None:
+        expected = advertised
+    kind = _hash_kind(expected)
+    if kind is None:
+        return False
+    digest = (
+        hashlib.sha256()
+        if kind == "SHA-256"
+        else hashlib.sha1(b"blob %d\0" % os.path.getsize(blob))
+    )
     with open(blob, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
@@ -157,6 +316,16 @@ def verify_cached_file(path):
             f"expected {expected}). It has been removed from the cache; run again to download "
             "it anew."
         )
+    return True
+
+
+def _hash_kind(name):
+    """ "SHA-256" or "git blob SHA-1" for a hash of that form, else `None`."""
+    if name is None:
+        return None
+    if _SHA256.match(name):
+        return "SHA-256"
+    return "git blob SHA-1" if _GIT_SHA1.match(name) else None
 
 
 def _evict(path, blob):

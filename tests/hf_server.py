@@ -34,6 +34,19 @@ It implements just enough of the Hub for ``huggingface_hub.hf_hub_download``
   ``snapshot_download``): files with their git blob sha1 as ``oid``, and their
   ``lfs`` sha256 where stored with LFS; folders too when recursive.
 
+* ``POST /api/models/{repo_id}/paths-info/{revision}`` -- the same entries for
+  the files named (``HfApi.get_paths_info``). No token needed.
+
+Faults a mirror or a failing Hub shows, for tests of what users then get:
+
+* ``add_file(..., etag=...)`` sends that ``ETag`` header instead of the file's
+  hash (an md5, a weak ``W/"..."`` one) and no ``X-Linked-Etag``.
+* ``add_file(..., listed=False)`` leaves the file out of the API's listings
+  (tree, paths-info), so no hash can be looked up there either.
+* ``resolve_faults[repo_id] = "500"`` answers every ``resolve`` request of that
+  repository with a JSON ``500``; ``"html"`` with a ``200`` HTML page (a
+  proxy's or captive portal's), without any Hub header.
+
 Uploads (``HfApi.create_repo``, ``upload_file``, ``upload_folder``,
 ``create_commit``, and so ``keras.Model.save("hf://owner/repo")``), which need
 ``Authorization: Bearer`` :data:`TOKEN` (``401`` otherwise, as the Hub answers
@@ -77,7 +90,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Self
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 """The commit sha every repository of the fake Hub is at."""
@@ -90,11 +103,12 @@ TOKEN = "hf_fake_write_token"
 
 _API_MODELS_RE = re.compile(
     r"^/api/models/(?P<repo>[^/]+(?:/[^/]+)??)"
-    r"(?:/(?P<action>revision|tree|preupload|commit)(?:/(?P<rest>.*))?)?$"
+    r"(?:/(?P<action>revision|tree|preupload|commit|paths-info)(?:/(?P<rest>.*))?)?$"
 )
 
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _EMPTY_AGENT_REGISTRY = json.dumps({"standardEnvVars": [], "harnesses": {}}).encode()
+_PORTAL_PAGE = b"<!DOCTYPE html><html><body>Please log in to use this network.</body></html>"
 
 
 @dataclass
@@ -102,6 +116,8 @@ class _File:
     data: bytes
     lfs: bool
     serve: bytes | None
+    etag_header: str | None = None
+    listed: bool = True
 
     @property
     def etag(self) -> str:
@@ -150,6 +166,7 @@ class FakeHub:
         self.url = f"http://127.0.0.1:{self.port}"
         self._cdn_url = f"http://localhost:{self.port}"
         self._thread: threading.Thread | None = None
+        self.resolve_faults: dict[str, str] = {}
 
     # -- registry -----------------------------------------------------------
 
@@ -161,6 +178,8 @@ class FakeHub:
         *,
         lfs: bool = True,
         serve: bytes | None = None,
+        etag: str | None = None,
+        listed: bool = True,
     ) -> None:
         """Register ``filename`` (may contain ``/``) in ``repo_id`` (creating the repo).
 
@@ -172,9 +191,12 @@ class FakeHub:
                 git file (200, ETag = git blob sha1 of ``data``).
             serve: if given, the bytes actually sent on GET instead of
                 ``data`` (to simulate a truncated or corrupt download).
+            etag: if given, the ``ETag`` header sent instead of the hash (as
+                a mirror might), without ``X-Linked-Etag``.
+            listed: whether the API's listings (tree, paths-info) show it.
         """
         with self._lock:
-            self._files[(repo_id, filename)] = _File(bytes(data), lfs, serve)
+            self._files[(repo_id, filename)] = _File(bytes(data), lfs, serve, etag, listed)
 
     def set_serve(self, repo_id: str, filename: str, serve: bytes | None) -> None:
         """Change what is sent for an already registered file (None: send ``data``)."""
@@ -285,8 +307,10 @@ class FakeHub:
         return repo_id in self._repos or any(repo == repo_id for repo, _ in self._files)
 
     def _listing(self, repo_id: str) -> list[tuple[str, _File]]:
+        """The files the API lists (not those added with ``listed=False``)."""
         with self._lock:
-            return [(name, f) for (repo, name), f in sorted(self._files.items()) if repo == repo_id]
+            files = sorted(self._files.items())
+            return [(name, f) for (repo, name), f in files if repo == repo_id and f.listed]
 
     def _create(self, repo_id: str) -> bool:
         """Creates an empty repository; False if it exists."""
@@ -321,6 +345,14 @@ class FakeHub:
         return f"{self._cdn_url}/cdn/{quote(repo_id)}/{quote(filename)}"
 
 
+def _file_entry(path: str, file: _File) -> dict:
+    """A file as the Hub's tree and paths-info routes list it."""
+    entry = {"type": "file", "oid": file.git_oid, "size": len(file.data), "path": path}
+    if file.lfs:
+        entry["lfs"] = {"oid": file.etag, "size": len(file.data), "pointerSize": 134}
+    return entry
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Routes requests to the owning :class:`FakeHub` (``self.server.hub``)."""
 
@@ -340,6 +372,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match = _API_MODELS_RE.match(path)
         if path == "/api/validate-yaml":
             self._validate_yaml(json.loads(body).get("content", ""))
+        elif match and match["action"] == "paths-info":
+            revision = match["rest"] or REVISION
+            self._paths_info(match["repo"], revision, parse_qs(body.decode()).get("paths", []))
         elif path != "/api/repos/create" and not (
             match and match["action"] in ("preupload", "commit")
         ):
@@ -438,6 +473,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """``/{repo_id}/resolve/{revision}/{filename}``."""
         repo_id, _, rest = path.lstrip("/").partition("/resolve/")
         revision, _, filename = rest.partition("/")
+        fault = self.hub.resolve_faults.get(repo_id)
+        if fault == "500":
+            self._error(500, "InternalError", "Internal Error", head=head)
+            return
+        if fault == "html":
+            self._reply(200, {"Content-Type": "text/html; charset=utf-8"}, _PORTAL_PAGE, head=head)
+            return
         repo_exists, file = self.hub._lookup(repo_id, filename)
         if not repo_exists:
             self._error(404, "RepoNotFound", "Repository not found", head=head)
@@ -456,19 +498,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             )
             return
         size = str(len(file.data))
+        etag = f'"{file.etag}"' if file.etag_header is None else file.etag_header
         if file.lfs:
             headers = {
                 "X-Repo-Commit": commit,
-                "X-Linked-Etag": f'"{file.etag}"',
                 "X-Linked-Size": size,
-                "ETag": f'"{file.etag}"',
+                "ETag": etag,
                 "Location": self.hub._cdn_location(repo_id, filename),
             }
+            if file.etag_header is None:
+                headers["X-Linked-Etag"] = etag
             self._reply(302, headers, head=head)
         elif head:
             headers = {
                 "X-Repo-Commit": commit,
-                "ETag": f'"{file.etag}"',
+                "ETag": etag,
                 "Content-Length": size,
                 "Content-Type": "application/octet-stream",
             }
@@ -518,11 +562,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     folder_entry = {"type": "directory", "oid": oid, "size": 0, "path": path}
                     entries.setdefault(path, folder_entry)
             if len(parts) == 1 or recursive:
-                entry = {"type": "file", "oid": file.git_oid, "size": len(file.data), "path": name}
-                if file.lfs:
-                    entry["lfs"] = {"oid": file.etag, "size": len(file.data), "pointerSize": 134}
-                entries[name] = entry
+                entries[name] = _file_entry(name, file)
         self._json(list(entries.values()), head=head)
+
+    def _paths_info(self, repo_id: str, revision: str, paths: list[str]) -> None:
+        """``POST /api/models/{repo_id}/paths-info/{revision}``: the files named."""
+        if not self._check_repo(repo_id, revision, head=False):
+            return
+        files = dict(self.hub._listing(repo_id))
+        self._json([_file_entry(path, files[path]) for path in paths if path in files])
 
     def _create_repo(self, payload: dict) -> None:
         """``POST /api/repos/create``."""

@@ -179,6 +179,30 @@ def test_headers_and_range(hub: FakeHub) -> None:
     assert (status, headers["X-Error-Code"]) == (404, "EntryNotFound")
 
 
+def test_faults(hub: FakeHub) -> None:
+    hub.add_file(REPO, "mirrored.bin", DATA, etag='W/"abc-123"', listed=False)
+    status, headers, _ = _request(hub.url, "HEAD", f"/{REPO}/resolve/main/mirrored.bin")
+    assert (status, headers["ETag"]) == (302, 'W/"abc-123"')
+    assert "X-Linked-Etag" not in headers
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    host, port = hub.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    paths = f"paths={FILENAME}&paths=mirrored.bin&expand=False"
+    conn.request("POST", f"/api/models/{REPO}/paths-info/main", body=paths, headers=form)
+    (entry,) = json.loads(conn.getresponse().read())  # the unlisted file is left out
+    conn.close()
+    assert entry["path"] == FILENAME and entry["lfs"]["oid"] == hashlib.sha256(DATA).hexdigest()
+
+    hub.resolve_faults[REPO] = "500"
+    status, headers, _ = _request(hub.url, "HEAD", f"/{REPO}/resolve/main/{FILENAME}")
+    assert status == 500 and "X-Repo-Commit" not in headers
+    hub.resolve_faults[REPO] = "html"
+    status, headers, body = _request(hub.url, "GET", f"/{REPO}/resolve/main/{FILENAME}")
+    assert (status, headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert body.startswith(b"<!DOCTYPE html>") and "X-Repo-Commit" not in headers
+
+
 def test_server_shuts_down_cleanly() -> None:
     with FakeHub() as server:
         url = server.url

@@ -11,8 +11,10 @@ compared with timm's on the same input.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -67,6 +69,35 @@ else:
     assert logits.shape == expected.shape, (logits.shape, expected.shape)
     result = {"max_diff": float(np.max(np.abs(logits - expected)))}
 print("RESULT " + json.dumps(result))
+"""
+
+
+# Runs keras_mobilevit.hub.download on each [repo, filename] given and prints one
+# line "RESULT {json}": for each, the path or the error, the warnings, the seconds.
+_DOWNLOAD_SCRIPT = r"""
+import json, sys, time, warnings
+args = json.loads(sys.argv[1])
+if args["fake_clock"]:
+    # huggingface_hub's back-off sleeps advance the clock instead of waiting.
+    slept = [0.0]
+    monotonic = time.monotonic
+    time.sleep = lambda seconds: slept.__setitem__(0, slept[0] + seconds)
+    time.monotonic = lambda: monotonic() + slept[0]
+from keras_mobilevit import hub
+
+results = []
+for repo_id, filename in args["downloads"]:
+    start = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = {"path": hub.download(repo_id, filename)}
+        except Exception as exc:
+            result = {"error": type(exc).__name__, "message": str(exc)}
+    result["warnings"] = [str(w.message) for w in caught]
+    result["seconds"] = time.monotonic() - start
+    results.append(result)
+print("RESULT " + json.dumps(results))
 """
 
 
@@ -129,10 +160,23 @@ def build(
         "input": None if reference is None else reference["input"],
         "expected": None if reference is None else reference["expected"],
     }
-    env = {**env, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return run_script(_BUILD_SCRIPT, args, {**env, "KERAS_BACKEND": "tensorflow"})
+
+
+def download_all(
+    env: dict[str, str], downloads: list[tuple[str, str]], *, fake_clock: bool = False
+) -> list[dict[str, object]]:
+    """`keras_mobilevit.hub.download` of each (repo, filename), in one fresh interpreter."""
+    args = {"downloads": downloads, "fake_clock": fake_clock}
+    # Downloads need no backend; numpy's is the quickest to import.
+    return run_script(_DOWNLOAD_SCRIPT, args, {**env, "KERAS_BACKEND": "numpy"})
+
+
+def run_script(script: str, args: dict[str, object], env: dict[str, str]) -> object:
+    """Runs `script` with `args` in a fresh interpreter; returns its "RESULT" line's JSON."""
     proc = subprocess.run(
-        [sys.executable, "-c", _BUILD_SCRIPT, json.dumps(args)],
-        env=env,
+        [sys.executable, "-c", script, json.dumps(args)],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
         timeout=180,
@@ -195,7 +239,9 @@ def test_imagenet_download_then_offline_from_cache(
     hub: FakeHub, hf_home: Path, reference: dict[str, object], data: bytes
 ) -> None:
     assert_matches(build(hub.env(hf_home), "imagenet", reference))
+    # keras_mobilevit's HEAD (without retries), then huggingface_hub's.
     assert downloads(hub) == [
+        ("HEAD", f"/{IMAGENET_REPO}/resolve/main/{FILENAME}"),
         ("HEAD", f"/{IMAGENET_REPO}/resolve/main/{FILENAME}"),
         ("GET", f"/cdn/{IMAGENET_REPO}/{FILENAME}"),
     ]
@@ -222,6 +268,7 @@ def test_hf_reference_download(
     hub.add_file(repo, FILENAME, data)
     assert_matches(build(hub.env(hf_home), f"hf://{repo}", reference))
     assert downloads(hub) == [
+        ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
         ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
         ("GET", f"/cdn/{repo}/{FILENAME}"),
     ]
@@ -262,7 +309,7 @@ def test_corrupt_download_is_evicted_then_redownloaded(
     # Once the server sends the right bytes, a plain retry downloads them again.
     hub.set_serve(IMAGENET_REPO, FILENAME, None)
     assert_matches(build(hub.env(hf_home), "imagenet", reference))
-    assert [m for m, _ in downloads(hub)] == ["HEAD", "GET"]
+    assert [m for m, _ in downloads(hub)] == ["HEAD", "HEAD", "GET"]
     assert cached_files(hf_home, IMAGENET_REPO) == [
         f"blobs/{etag}",
         "refs/main",
@@ -301,7 +348,8 @@ def test_offline_with_empty_cache(hub: FakeHub, hf_home: Path) -> None:
     assert result["cause"] == "huggingface_hub.errors.LocalEntryNotFoundError"
     message = result["message"]
     assert IMAGENET_REPO in message
-    for hint in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HOME", "local .safetensors file"):
+    assert "HF_HUB_OFFLINE is set" in message
+    for hint in ("Unset HF_HUB_OFFLINE", "HF_HOME", "local .safetensors file", "--weights"):
         assert hint in message
     assert hub.requests == []
 
@@ -321,7 +369,7 @@ def test_missing_on_the_hub(hub: FakeHub, hf_home: Path, weights: str, cause: st
     assert result["cause"] == cause
     repo = weights.removeprefix("hf://")
     assert f"no file {FILENAME!r} in repository {repo!r}" in result["message"]
-    assert downloads(hub) == [("HEAD", f"/{repo}/resolve/main/{FILENAME}")]
+    assert downloads(hub) == [("HEAD", f"/{repo}/resolve/main/{FILENAME}")] * 2
 
 
 def test_unreachable_endpoint(hub: FakeHub, hf_home: Path) -> None:
@@ -355,10 +403,135 @@ def test_unreachable_cdn(hf_home: Path, data: bytes) -> None:
     with _HubWithDeadCdn() as hub:
         hub.add_file(IMAGENET_REPO, FILENAME, data)
         result = build(hub.env(hf_home), "imagenet", no_sleep=True)
-        assert hub.requests == [("HEAD", f"/{IMAGENET_REPO}/resolve/main/{FILENAME}")]
+        assert hub.requests == [("HEAD", f"/{IMAGENET_REPO}/resolve/main/{FILENAME}")] * 2
     assert result["error"] == UNAVAILABLE, result
     assert IMAGENET_REPO in result["message"] and "HF_ENDPOINT" in result["message"]
     assert f"snapshots/{FAKE_COMMIT}/{FILENAME}" not in cached_files(hf_home, IMAGENET_REPO)
+
+
+# -- mirrors and failing Hubs ----------------------------------------------------------
+
+MIRRORED = b"\x00a mirrored checkpoint\xff" * 64
+MIRROR_SHA256 = hashlib.sha256(MIRRORED).hexdigest()
+MIRROR_MD5 = hashlib.md5(MIRRORED).hexdigest()
+OTHER_FILENAME = "other.safetensors"
+
+# What the fixture below downloads, in this order.
+FAULTY_DOWNLOADS = [
+    ("mirror/md5", FILENAME),
+    ("mirror/weak", FILENAME),
+    ("mirror/sound", FILENAME),
+    ("mirror/unlisted", FILENAME),
+    ("mirror/unlisted", OTHER_FILENAME),
+    ("mirror/slash", FILENAME),
+    ("down/500", FILENAME),
+    ("down/html", FILENAME),
+]
+
+
+@pytest.fixture(scope="module")
+def faulty_downloads(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """FAULTY_DOWNLOADS, in one interpreter: the results, the requests, the cache."""
+    corrupt = bytes(len(MIRRORED))
+    hf_home = tmp_path_factory.mktemp("faulty") / "hf_home"
+    with FakeHub() as hub:
+        # A mirror's ETags that are no hash, with the API giving the SHA-256.
+        hub.add_file("mirror/md5", FILENAME, MIRRORED, etag=f'"{MIRROR_MD5}"', serve=corrupt)
+        hub.add_file("mirror/weak", FILENAME, MIRRORED, etag='W/"abc-123"', serve=corrupt)
+        hub.add_file("mirror/sound", FILENAME, MIRRORED, etag=f'"{MIRROR_MD5}"')
+        # No hash anywhere.
+        for filename in (FILENAME, OTHER_FILENAME):
+            hub.add_file("mirror/unlisted", filename, MIRRORED, etag='"abc-1"', listed=False)
+        # An ETag huggingface_hub would turn into the path blobs/W/abc-123.
+        hub.add_file("mirror/slash", FILENAME, MIRRORED, etag='"W/abc-123"')
+        for repo, fault in (("down/500", "500"), ("down/html", "html")):
+            hub.add_file(repo, FILENAME, MIRRORED)
+            hub.resolve_faults[repo] = fault
+        results = download_all(hub.env(hf_home), FAULTY_DOWNLOADS, fake_clock=True)
+    return {
+        "results": dict(zip(FAULTY_DOWNLOADS, results, strict=True)),
+        "requests": hub.requests,
+        "url": hub.url,
+        "hf_home": hf_home,
+    }
+
+
+@pytest.mark.slow
+def test_a_mirrors_etag_that_is_no_hash_is_checked_against_the_api(faulty_downloads) -> None:
+    results, hf_home = faulty_downloads["results"], faulty_downloads["hf_home"]
+    for repo in ("mirror/md5", "mirror/weak"):
+        result = results[(repo, FILENAME)]
+        assert result["error"] == "ValueError", result
+        assert "corrupt" in result["message"] and f"expected {MIRROR_SHA256}" in result["message"]
+        assert cached_files(hf_home, repo) == ["refs/main"]
+    sound = results[("mirror/sound", FILENAME)]
+    assert Path(sound["path"]).read_bytes() == MIRRORED
+    assert sound["warnings"] == []
+
+
+@pytest.mark.slow
+def test_a_download_that_cannot_be_checked_is_said_once(faulty_downloads) -> None:
+    results, url = faulty_downloads["results"], faulty_downloads["url"]
+    first, second = (
+        results[("mirror/unlisted", FILENAME)],
+        results[("mirror/unlisted", OTHER_FILENAME)],
+    )
+    assert Path(first["path"]).read_bytes() == MIRRORED
+    (warning,) = first["warnings"]
+    assert url in warning and "could not be checked" in warning
+    assert Path(second["path"]).read_bytes() == MIRRORED
+    assert second["warnings"] == []
+
+
+@pytest.mark.slow
+def test_an_etag_that_is_no_file_name_is_refused(faulty_downloads) -> None:
+    result = faulty_downloads["results"][("mirror/slash", FILENAME)]
+    assert result["error"] == "WeightsUnavailableError", result
+    assert "'W/abc-123'" in result["message"] and faulty_downloads["url"] in result["message"]
+    assert "Nothing was downloaded" in result["message"]
+    assert cached_files(faulty_downloads["hf_home"], "mirror/slash") == []
+    assert not any(
+        "mirror/slash" in path for method, path in faulty_downloads["requests"] if method == "GET"
+    )
+
+
+@pytest.mark.slow
+def test_a_failing_hub_is_named_with_its_answer(faulty_downloads) -> None:
+    results, url = faulty_downloads["results"], faulty_downloads["url"]
+    server_error = results[("down/500", FILENAME)]
+    assert server_error["error"] == "WeightsUnavailableError", server_error
+    message = server_error["message"]
+    assert f"{url} answered HTTP 500 Internal Server Error to HEAD {url}/down/500/" in message
+    # Still retried, as a passing fault would be, for a bounded time that the message states.
+    heads = [p for m, p in faulty_downloads["requests"] if m == "HEAD" and "/down/500/" in p]
+    assert len(heads) > 3
+    waited = re.search(r"still after (\d+) s of retries", message)
+    assert waited and 10 <= int(waited[1]) <= server_error["seconds"] + 1 < 60, message
+
+    portal = results[("down/html", FILENAME)]
+    assert portal["error"] == "WeightsUnavailableError", portal
+    assert f"{url} answered HEAD {url}/down/html/" in portal["message"]
+    assert "with HTTP 200 (text/html)" in portal["message"]
+
+    for result in (server_error, portal):
+        # Worded for the caller and the environment: HF_HUB_OFFLINE is not set here.
+        assert "HF_HUB_OFFLINE" not in result["message"]
+        assert "weights=" in result["message"] and "--weights" in result["message"]
+        assert f"check HF_ENDPOINT ({url})" in result["message"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["refused", "unresolvable"])
+def test_an_unreachable_hub_fails_at_once(hf_home: Path, fault: str) -> None:
+    endpoint = closed_endpoint() if fault == "refused" else "http://hub.invalid"
+    with FakeHub() as hub:
+        env = {**hub.env(hf_home), "HF_ENDPOINT": endpoint}
+    (result,) = download_all(env, [(IMAGENET_REPO, FILENAME)])
+    assert result["error"] == "WeightsUnavailableError", result
+    assert result["seconds"] < 5, f"took {result['seconds']:.1f} s: retried?"
+    reason = "refused the connection" if fault == "refused" else "does not resolve"
+    assert reason in result["message"] and endpoint in result["message"]
+    assert "HF_HUB_OFFLINE" not in result["message"]
 
 
 # -- MobileViTV2 weight families --------------------------------------------------------
@@ -387,6 +560,7 @@ def test_mobilevitv2_imagenet_download(tmp_path: Path, hf_home: Path) -> None:
         hub.add_file(repo, FILENAME, reference["data"])
         result = build(hub.env(hf_home), "imagenet", reference, variant="MobileViTV2_050")
         assert downloads(hub) == [
+            ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
             ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
             ("GET", f"/cdn/{repo}/{FILENAME}"),
         ]
@@ -417,6 +591,7 @@ def test_mobilevitv2_imagenet22k_download_picks_the_checkpoint_for_the_size(
             input_shape=[size, size, 3],
         )
         assert downloads(hub) == [
+            ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
             ("HEAD", f"/{repo}/resolve/main/{FILENAME}"),
             ("GET", f"/cdn/{repo}/{FILENAME}"),
         ]
