@@ -1,6 +1,7 @@
 """MobileViT for Keras 3: exact to the reference, with pretrained weights from the Hub."""
 
 import os
+import sys
 
 try:
     import keras  # noqa: F401
@@ -11,12 +12,15 @@ except ModuleNotFoundError as e:
         raise
     chosen = os.environ.get("KERAS_BACKEND")
     where = f"KERAS_BACKEND={chosen}" if chosen else "Keras' default, or ~/.keras/keras.json"
-    raise ModuleNotFoundError(
+    message = (
         f"Keras' backend is TensorFlow ({where}) and TensorFlow is not installed: set "
         "KERAS_BACKEND=jax or KERAS_BACKEND=torch for the backend you installed, or "
-        "pip install 'keras-mobilevit[tensorflow]'.",
-        name="tensorflow",
-    ) from None
+        "pip install 'keras-mobilevit[tensorflow]'."
+    )
+    if os.path.basename(getattr(sys, "argv", [""])[0]) == "keras-mobilevit":
+        # The console script imports this package before the CLI can catch anything.
+        sys.exit(f"keras-mobilevit: error: {message}")
+    raise ModuleNotFoundError(message, name="tensorflow") from None
 
 from keras_mobilevit import legacy  # noqa: F401  (registers the 0.1.0 layer names)
 from keras_mobilevit.deeplabv3 import (

@@ -169,3 +169,34 @@ def test_weights_of_another_model_are_refused_in_the_commands_words(capsys, tmp_
     # The values to pass on the command line: 'none' where the command takes it, never None.
     assert "MobileViT_XXS takes 'imagenet'" in err and "None" not in err
     assert ("'none'" in err) == (command != "predict")
+
+
+def test_expected_errors_are_one_line_and_debug_shows_the_traceback(capsys, tmp_path):
+    weights = tmp_path / "empty.safetensors"
+    weights.write_bytes(b"")
+    args = ["export", "MobileViT_XXS", "--format", "onnx", "--weights", weights]
+    code, out, err = run_cli(capsys, *args, "--output", tmp_path / "m.onnx")
+    assert code == 1
+    assert err.startswith("keras-mobilevit: error: ") and err.count("\n") == 1, err
+    assert "empty" in err
+    with pytest.raises(ValueError, match="empty"):
+        run_cli(capsys, *args, "--output", tmp_path / "m.onnx", "--debug")
+
+
+def test_no_backend_installed_is_one_line(tmp_path):
+    # Keras falls back to TensorFlow, which a user of the jax or torch extra does not have.
+    absent = tmp_path / "no_tensorflow" / "tensorflow"
+    absent.mkdir(parents=True)
+    (absent / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'tensorflow'\", name='tensorflow')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["PYTHONPATH"] = os.pathsep.join([str(absent.parent), env.get("PYTHONPATH", "")])
+    script = pathlib.Path(sys.executable).parent / "keras-mobilevit"
+    result = subprocess.run(
+        [str(script), "predict", CAT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("keras-mobilevit: error: Keras' backend is TensorFlow")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "KERAS_BACKEND=jax or KERAS_BACKEND=torch" in result.stderr
