@@ -95,9 +95,9 @@ def make_class_folders(root):
 def run(argv, env, log, cwd):
     started = time.monotonic()
     result = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
-    log.write(
-        f"$ {' '.join(argv)}  ({time.monotonic() - started:.0f} s, exit {result.returncode})\n"
-    )
+    summary = f"$ {' '.join(argv)}  ({time.monotonic() - started:.0f} s, exit {result.returncode})"
+    print(summary, flush=True)
+    log.write(summary + "\n")
     log.write(result.stdout + result.stderr)
     return result
 
