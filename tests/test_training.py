@@ -461,6 +461,16 @@ def test_dataset_that_is_not_image_classification():
         training.finetune(dataset="imdb_reviews", weights=None)
 
 
+def test_a_dataset_that_cannot_be_downloaded_says_what_to_do(tmp_path, monkeypatch):
+    # A proxy that requests refuses at once: tensorflow-datasets would retry a refused
+    # connection for minutes.
+    monkeypatch.setenv("HTTPS_PROXY", "invalid://proxy")
+    monkeypatch.setenv("HTTP_PROXY", "invalid://proxy")
+    with pytest.raises(OSError, match="could not download and prepare 'oxford_flowers102'") as e:
+        training.load_data("oxford_flowers102", data_dir=tmp_path)
+    assert "--data-dir" in str(e.value) and "unsupported scheme" in str(e.value)
+
+
 @pytest.mark.parametrize("image_size", [16, 31, 64.0])
 def test_image_size_below_32_is_refused(image_size):
     with pytest.raises(ValueError, match="image_size must be an integer of at least 32"):

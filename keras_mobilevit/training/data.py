@@ -105,7 +105,19 @@ def _tfds_data(name, seed, data_dir):
             f"{name!r} is not an image classification dataset: finetune needs an image feature "
             f"and a class label, and its features are {', '.join(features.keys())}."
         )
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except ImportError:
+        raise  # an install step missing, not the network
+    except Exception as e:
+        # Raised from deep inside tensorflow-datasets' downloader or a dataset's own code, with
+        # no word of which dataset, where, or what to do instead.
+        raise OSError(
+            f"tensorflow-datasets could not download and prepare {name!r} in "
+            f"{builder.data_dir}: {type(e).__name__}: {str(e).rstrip('.')}. Check the network "
+            "connection (and any proxy), or prepare the dataset where there is one and pass its "
+            "data directory (data_dir=, --data-dir), or train on a directory of class folders."
+        ) from e
     available = dict(builder.info.splits)
     chosen = _choose_splits(name, set(available))
     read_config = tfds.ReadConfig(shuffle_seed=seed)
