@@ -10,6 +10,7 @@ import dataclasses
 import typing
 
 import keras
+import numpy as np
 from keras import layers
 
 from keras_mobilevit import loading, pretrained
@@ -19,9 +20,7 @@ from keras_mobilevit.blocks import (
     mobilevit_block,
     mobilevitv2_block,
 )
-from keras_mobilevit.model import MobileViTModel
-
-MIN_SIZE = 32
+from keras_mobilevit.model import MIN_SIZE, MobileViTModel, too_small
 
 
 class Stage(typing.NamedTuple):
@@ -56,6 +55,8 @@ the model), and `keras_mobilevit.preprocess_input` is a pass-through. With
 `include_preprocessing=False` it takes RGB in `[0, 1]`, the reference's
 convention. There is no mean/std normalisation.
 
+Every argument but `include_top` is keyword-only.
+
 Args:
     include_top: whether to include the classifier (global average pooling,
         dropout and a dense layer) on top of the network.
@@ -72,8 +73,10 @@ Args:
         `model.save("hf://owner/repo")`.
     input_tensor: optional Keras tensor (output of `keras.Input()`) to use as
         the image input of the model.
-    input_shape: optional shape tuple `(height, width, 3)`, each side at least
-        32 or `None`. Defaults to `(None, None, 3)`.
+    input_shape: optional shape tuple `(height, width, channels)`, each side
+        at least 32 or `None` (any size). Defaults to `(None, None, 3)`.
+        Pretrained weights take 3 channels (RGB); with `weights=None` any
+        number does (1 for greyscale, say).
     pooling: feature pooling when `include_top` is `False`: `None` returns the
         4D output of the last layer, `"avg"` global average pooling, `"max"`
         global max pooling.
@@ -136,7 +139,7 @@ def build_model(
 
     `variant` names the model in the table of weight sets (`pretrained`).
     """
-    input_shape = validate_arguments(
+    input_shape, classes = validate_arguments(
         variant, include_top, weights, input_tensor, input_shape, pooling, classes
     )
     _validate_backbone_arguments(include_top, pooling, feature_extractor, output_stride)
@@ -245,12 +248,19 @@ def _validate_backbone_arguments(include_top, pooling, feature_extractor, output
 
 
 def validate_arguments(variant, include_top, weights, input_tensor, input_shape, pooling, classes):
-    """Checks the builder arguments before any work; returns the input shape."""
+    """Checks the builder arguments before any work; returns the input shape and `classes`."""
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "MobileViT models are built channels-last; set "
             "keras.config.set_image_data_format('channels_last')."
         )
+    _refuse_shape_by_position("weights", weights)
+    _refuse_shape_by_position("include_top", include_top)
+    if not isinstance(include_top, (bool, np.bool_)):
+        raise ValueError(f"`include_top` must be True or False, got {include_top!r}.")
+    if not _is_positive_int(classes):
+        raise ValueError(f"`classes` must be a positive integer, got {classes!r}.")
+    classes = int(classes)
     names = pretrained.names(variant)
     if isinstance(weights, str) and weights not in names:
         having = pretrained.models_with(weights)
@@ -269,31 +279,61 @@ def validate_arguments(variant, include_top, weights, input_tensor, input_shape,
                 f"(got classes={classes}). Use include_top=False and add your own head, "
                 "or weights=None."
             )
-    if not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"`classes` must be a positive integer, got {classes!r}.")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max', got {pooling!r}.")
 
-    if input_shape is None and input_tensor is not None:
+    tensor_shape = None
+    if input_tensor is not None:
         if not keras.backend.is_keras_tensor(input_tensor) and not hasattr(input_tensor, "shape"):
             raise ValueError(f"`input_tensor` must be a Keras tensor, got {type(input_tensor)}.")
-        input_shape = tuple(input_tensor.shape[1:])
+        tensor_shape = _image_shape(tuple(input_tensor.shape[1:]), "input_tensor.shape[1:]")
     if input_shape is None:
-        input_shape = (None, None, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be (height, width, 3), got {input_shape}.")
-    if input_shape[-1] != 3:
+        input_shape = tensor_shape or (None, None, 3)
+    input_shape = _image_shape(input_shape, "input_shape")
+    if tensor_shape is not None and not all(
+        None in pair or pair[0] == pair[1] for pair in zip(input_shape, tensor_shape, strict=True)
+    ):
         raise ValueError(
-            f"MobileViT takes RGB images with 3 channels, got input_shape={input_shape}."
+            f"input_shape={input_shape} does not match the shape of `input_tensor`, "
+            f"{tuple(input_tensor.shape)}: pass one of them, or make them agree."
         )
-    for side in input_shape[:2]:
-        if side is not None and side < MIN_SIZE:
-            raise ValueError(
-                f"Input height and width must be at least {MIN_SIZE} pixels, "
-                f"got input_shape={input_shape}."
-            )
-    return input_shape
+    if weights in names and input_shape[-1] != 3:
+        raise ValueError(
+            f"weights={weights!r} take RGB images, 3 channels; got input_shape={input_shape}. "
+            "Use weights=None for other channel counts."
+        )
+    return input_shape, classes
+
+
+def _refuse_shape_by_position(name, value):
+    # What `MobileViT_XS((224, 224, 3))` gives: the shape lands in the first argument.
+    if isinstance(value, (tuple, list)):
+        raise ValueError(
+            f"`{name}` got {value!r}, which looks like an input shape: pass it by name, "
+            f"input_shape={tuple(value)!r} (the builders take only their first argument by "
+            "position)."
+        )
+
+
+def _image_shape(shape, what):
+    """`shape` as `(height, width, channels)` of Python ints or `None`, or a `ValueError`."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3:
+        raise ValueError(f"{what} must be (height, width, channels), got {shape!r}.")
+    if not all(d is None or _is_positive_int(d) for d in shape) or shape[-1] is None:
+        raise ValueError(
+            f"{what} must be (height, width, channels) of positive integers, height and width "
+            f"also None (any size), got {shape!r}."
+        )
+    shape = tuple(None if d is None else int(d) for d in shape)
+    if any(side is not None and side < MIN_SIZE for side in shape[:2]):
+        raise too_small(f"{what}={shape}")
+    return shape
+
+
+def _is_positive_int(value):
+    # numpy integers are welcome; bools, though ints to Python, are a mistake here.
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    return is_int and value > 0
 
 
 def make_builder(variant, config, description, weights_doc):
@@ -304,6 +344,7 @@ def make_builder(variant, config, description, weights_doc):
 
     def build(
         include_top=True,
+        *,
         include_preprocessing=True,
         weights="imagenet",
         input_tensor=None,

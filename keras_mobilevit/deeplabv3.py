@@ -51,12 +51,16 @@ Apple trained on BGR images; the converted model takes RGB. Upstream mIoU:
 The model takes RGB images of any size of at least 32 pixels, in `[0, 255]`
 with `include_preprocessing=True` (the default), in `[0, 1]` without.
 
+Every argument but `weights` is keyword-only.
+
 Args:
     weights: `None`, `"pascal_voc"`, a path (`str` or `pathlib.Path`) to a
         checkpoint (`.safetensors`, PyTorch `.bin` with the `torch` extra, or
         Keras `.weights.h5`), or `"hf://owner/repo"`. Checkpoints may be in
         transformers' or timm's layout.
-    input_shape: optional `(height, width, 3)`; defaults to `(None, None, 3)`.
+    input_shape: optional `(height, width, channels)`, each side at least 32
+        or `None`; defaults to `(None, None, 3)`. `"pascal_voc"` takes 3
+        channels (RGB); with `weights=None` any number does.
     input_tensor: optional Keras tensor to use as the image input.
     include_preprocessing: whether the model rescales `[0, 255]` inputs itself.
     classes: number of classes; 21 with `weights="pascal_voc"`.
@@ -96,6 +100,7 @@ def deeplabv3_head(features, image, channels, classes, upsample):
 def DeepLabV3(
     variant,
     weights="pascal_voc",
+    *,
     input_shape=None,
     input_tensor=None,
     include_preprocessing=True,
@@ -106,7 +111,7 @@ def DeepLabV3(
     """Builds a DeepLabV3 model; use the `*_DeepLabV3` functions."""
     backbone_variant, channels = VARIANTS[variant]
     config = REGISTRY[variant].config
-    input_shape = validate_arguments(
+    input_shape, classes = validate_arguments(
         variant, False, weights, input_tensor, input_shape, None, classes
     )
     if weights == "pascal_voc" and classes != VOC_CLASSES:
@@ -144,6 +149,7 @@ def DeepLabV3(
 def _builder(variant):
     def build(
         weights="pascal_voc",
+        *,
         input_shape=None,
         input_tensor=None,
         include_preprocessing=True,
