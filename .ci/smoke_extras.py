@@ -4,6 +4,9 @@ CI's `.[test]` install pulls in everything, which hid a tensorflow-datasets depe
 `.[train]` lacked; this catches such a missing install step. The ImageNet weights come from
 the tests' loopback fake Hub, serving a timm checkpoint with random weights.
 
+`wheel` builds the wheel and sdist, checks them with twine, and installs the wheel (not the
+checkout) with the `tensorflow` extra, as `pip install "keras-mobilevit[tensorflow]"` will.
+
 Run with the test virtualenv's Python (it needs timm to make the checkpoint):
     python .ci/smoke_extras.py [EXTRA ...]
 """
@@ -35,6 +38,25 @@ def smoke_commands(extra, work):
     """`(description, argv, expect[, env])`: `expect` checks `(returncode, stdout, stderr)`."""
     printed_five = lambda rc, out, err: rc == 0 and out.count("%") == 5  # noqa: E731
     commands = [("predict (README quick start)", PREDICT, printed_five)]
+    if extra == "wheel":
+        version = f"keras-mobilevit {installed_version()}"
+        commands += [
+            (
+                "--version",
+                ["keras-mobilevit", "--version"],
+                lambda rc, out, err: rc == 0 and out.strip() == version,
+            ),
+            (
+                "predict with a weights file",
+                [*PREDICT, "--weights", str(work.parent / "xs.safetensors")],
+                printed_five,
+            ),
+            (
+                "every file and public name installed",
+                ["python", str(ROOT / ".ci" / "check_installed.py"), str(ROOT)],
+                lambda rc, out, err: rc == 0 and out.startswith("installed"),
+            ),
+        ]
     if extra in ("jax", "torch"):
         commands.append(
             (
@@ -81,6 +103,37 @@ def smoke_commands(extra, work):
     return commands
 
 
+def installed_version():
+    """`keras_mobilevit.__version__`, read as setuptools reads it (without importing Keras)."""
+    import ast
+
+    tree = ast.parse((ROOT / "keras_mobilevit" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == "__version__":
+            return node.value.value
+    raise LookupError("no __version__ in keras_mobilevit/__init__.py")
+
+
+def build_wheel(work, log):
+    """Builds the wheel and sdist into `work/dist`, checks them; returns the wheel, or `None`.
+
+    With `SMOKE_DIST=folder` (the release workflow), tests the wheel already built there.
+    """
+    dist = pathlib.Path(os.environ["SMOKE_DIST"]).resolve() if "SMOKE_DIST" in os.environ else None
+    if dist is None:
+        dist = work / "dist"
+        built = run([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], os.environ,
+                    log, work)  # fmt: skip
+        if built.returncode != 0:
+            return None
+    wheels = sorted(dist.glob("*.whl"))
+    if len(wheels) != 1:
+        return None
+    checked = run([sys.executable, "-m", "twine", "check", "--strict", *map(str, dist.iterdir())],
+                  os.environ, log, work)  # fmt: skip
+    return wheels[0] if checked.returncode == 0 else None
+
+
 def make_class_folders(root):
     import numpy as np
     from PIL import Image
@@ -113,9 +166,16 @@ def smoke(extra, hub, work):
         pip = [str(bin_dir / "pip"), "install", "--quiet", "--no-compile"]
         for requirement in PREINSTALL.get(extra, []):
             run([*pip, requirement], os.environ, log, work)
-        installed = run([*pip, f"{ROOT}[{extra}]"], os.environ, log, work)
+        if extra == "wheel":
+            wheel = build_wheel(work, log)
+            if wheel is None:
+                return [f"building or checking the wheel failed: see {work / 'log.txt'}"]
+            requirement = f"{wheel}[tensorflow]"
+        else:
+            requirement = f"{ROOT}[{extra}]"
+        installed = run([*pip, requirement], os.environ, log, work)
         if installed.returncode != 0:
-            return [f"pip install '.[{extra}]' failed: see {work / 'log.txt'}"]
+            return [f"pip install {requirement} failed: see {work / 'log.txt'}"]
         env = hub.env(work / "hf_home")
         env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
         env.pop("KERAS_BACKEND", None)
@@ -163,4 +223,4 @@ def main(extras):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["tensorflow", "jax", "torch", "export", "train"]))
+    sys.exit(main(sys.argv[1:] or ["wheel", "jax", "torch", "export", "train"]))

@@ -1,19 +1,43 @@
 """The `keras-mobilevit` command line."""
 
 import argparse
+import importlib
 import os
 import sys
 
+import keras_mobilevit
+
+
+def import_models(verbose=False):
+    """Imports Keras and the models, which the console script leaves out until needed.
+
+    Without `verbose`, TensorFlow's start-up log lines (oneDNN, CPU features), which its
+    C++ code writes to the process' stderr before any logging is set up, are not shown.
+    """
+    if not keras_mobilevit._deferred:
+        return
+    keras_mobilevit._deferred = False
+    if verbose:
+        importlib.reload(keras_mobilevit)
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            importlib.reload(keras_mobilevit)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
 
 def _models(segmentation=False):
-    import keras_mobilevit  # noqa: F401  (registers every builder)
-    from keras_mobilevit.builder import REGISTRY
+    # From the weights table, which needs no Keras: every model has pretrained weights.
+    from keras_mobilevit import pretrained
 
-    return tuple(
-        name
-        for name, variant in REGISTRY.items()
-        if segmentation or variant.task == "classification"
-    )
+    models = dict.fromkeys(row.model for row in pretrained.WEIGHT_SETS)
+    return tuple(name for name in models if segmentation or not name.endswith("_DeepLabV3"))
 
 
 def _model_name(value, segmentation=False):
@@ -93,6 +117,9 @@ def _hub_repo(value):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-mobilevit", description="MobileViT models for Keras 3."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {keras_mobilevit.__version__}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser(
@@ -234,6 +261,9 @@ def build_parser():
         command.add_argument(
             "--debug", action="store_true", help="show the full traceback of an error"
         )
+        command.add_argument(
+            "--verbose", action="store_true", help="show TensorFlow's start-up log lines"
+        )
     return parser
 
 
@@ -242,6 +272,7 @@ def predict(args):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No image file at {path!r}.")
 
+    import_models(args.verbose)
     import numpy as np
 
     from keras_mobilevit import hub, imagenet, pretrained
@@ -295,6 +326,7 @@ def _calibration_images(directory, size):
 
 
 def export(args):
+    import_models(args.verbose)
     from keras_mobilevit import export as export_lib
     from keras_mobilevit.builder import REGISTRY
 
@@ -328,6 +360,7 @@ def export(args):
 
 
 def train(args):
+    import_models(args.verbose)
     from keras_mobilevit import hub, training
 
     _check_weights(args.model, args.weights)
@@ -387,7 +420,6 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = {"predict": predict, "export": export, "train": train}
     try:
-        # The parser imports the package (its model names), which can fail too: no backend.
         args = build_parser().parse_args(argv)
         commands[args.command](args)
     except KeyboardInterrupt:

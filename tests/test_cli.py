@@ -200,3 +200,68 @@ def test_no_backend_installed_is_one_line(tmp_path):
     assert result.stderr.startswith("keras-mobilevit: error: Keras' backend is TensorFlow")
     assert result.stderr.count("\n") == 1, result.stderr
     assert "KERAS_BACKEND=jax or KERAS_BACKEND=torch" in result.stderr
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    import keras_mobilevit
+
+    script = pathlib.Path(sys.executable).parent / "keras-mobilevit"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"keras-mobilevit {keras_mobilevit.__version__}"
+    # The installed metadata has the same single source (pyproject reads __version__).
+    assert version("keras-mobilevit") == keras_mobilevit.__version__
+
+
+NO_KERAS = """
+import sys
+sys.argv = ["keras-mobilevit", *{args!r}]
+from keras_mobilevit import cli
+try:
+    code = cli.main()
+except SystemExit as e:
+    code = e.code
+heavy = sorted(m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules)
+print(code, heavy)
+"""
+
+
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["predict", "--help"], 0),
+        (["predict", "no-such-image.jpg"], 1),
+        (["export", "MobileViT_XX", "--format", "onnx", "--output", "m.onnx"], 2),
+    ],
+)
+def test_help_and_argument_errors_do_not_import_keras(args, code):
+    result = subprocess.run(
+        [sys.executable, "-c", NO_KERAS.format(args=args)], capture_output=True, text=True
+    )
+    assert result.stdout.splitlines()[-1] == f"{code} []", result.stderr
+
+
+def test_the_command_lists_every_model():
+    from keras_mobilevit import cli
+    from keras_mobilevit.builder import REGISTRY
+
+    assert cli._models(segmentation=True) == tuple(REGISTRY)
+    assert cli._models() == tuple(
+        name for name, variant in REGISTRY.items() if variant.task == "classification"
+    )
+
+
+@pytest.mark.slow
+def test_tensorflow_start_up_lines_only_with_verbose(xxs_checkpoint):
+    script = pathlib.Path(sys.executable).parent / "keras-mobilevit"
+    argv = [str(script), "predict", CAT, "--model", "MobileViT_XXS", "--weights", xxs_checkpoint]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    quiet = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "oneDNN" not in quiet.stderr and "absl" not in quiet.stderr, quiet.stderr
+    assert len(parse_predictions(quiet.stdout)[CAT]) == 5
