@@ -273,6 +273,7 @@ def predict(args):
             raise FileNotFoundError(f"No image file at {path!r}.")
 
     import_models(args.verbose)
+    import keras
     import numpy as np
 
     from keras_mobilevit import hub, imagenet, pretrained
@@ -294,7 +295,9 @@ def predict(args):
     elif args.weights.startswith(hub.HUB_PREFIX):
         print(f"Fetching weights from the Hugging Face Hub ({args.weights})...", file=sys.stderr)
     model = REGISTRY[args.model].builder(weights=args.weights)
-    probabilities = np.asarray(model.predict(batch, verbose=0))
+    # One call, eagerly: tracing the graph `predict` runs takes longer than the call (XS, one
+    # image: 0.85 s in all, against 2.6 s through `predict`).
+    probabilities = keras.ops.convert_to_numpy(model(batch, training=False))
     finite = np.isfinite(probabilities).all(axis=1)
     if not finite.all():
         images = ", ".join(path for path, ok in zip(args.images, finite, strict=True) if not ok)
