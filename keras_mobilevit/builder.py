@@ -115,6 +115,8 @@ REGISTRY = {}
 def register(build, variant, config, task, docstring):
     """Names `build` after `variant`, gives it `docstring`, and registers it; returns it."""
     build.__name__ = build.__qualname__ = variant
+    # Where users import it from: pickle and the API reference (griffe) look it up there.
+    build.__module__ = "keras_mobilevit"
     build.__doc__ = docstring
     REGISTRY[variant] = Variant(build, config, task)
     return build

@@ -38,6 +38,7 @@ VARIANTS = {
 BASE_DOCSTRING = """Instantiates DeepLabV3 with a {backbone} backbone, for semantic segmentation.
 
 References:
+
 - [MobileViT](https://arxiv.org/abs/2110.02178) (ICLR 2022) and
   [MobileViTV2](https://arxiv.org/abs/2206.02680); [DeepLabV3](https://arxiv.org/abs/1706.05587)
 

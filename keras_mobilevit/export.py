@@ -123,9 +123,14 @@ def export(
     checks it against Keras, then moves it in place.
 
     Args:
-        model, path, quantization, representative_dataset, verify,
-            input_size, batch_size: as for `export_litert`.
+        model: as for `export_litert`.
+        path: as for `export_litert`.
         format: `"litert"` or `"onnx"`.
+        quantization: as for `export_litert`.
+        representative_dataset: as for `export_litert`.
+        verify: as for `export_litert`.
+        input_size: as for `export_litert`.
+        batch_size: as for `export_litert`.
         opset: ONNX only, as for `export_onnx`.
 
     Returns:

@@ -58,6 +58,7 @@ CONFIGS = {
 BASE_DOCSTRING = """Instantiates the {name} architecture.
 
 Reference:
+
 - [MobileViT: Light-weight, General-purpose, and Mobile-friendly Vision
   Transformer](https://arxiv.org/abs/2110.02178) (ICLR 2022)
 

@@ -40,6 +40,7 @@ CONFIGS = {f"MobileViTV2_{width}": _config(width) for width in WIDTHS}
 BASE_DOCSTRING = """Instantiates the {name} architecture (width multiplier {multiplier}).
 
 Reference:
+
 - [Separable Self-attention for Mobile Vision
   Transformers](https://arxiv.org/abs/2206.02680) (TMLR 2023)
 
