@@ -149,13 +149,23 @@ def read_safetensors(path):
         ) from e
 
 
-def load(model, path, include_top):
-    """Loads a `.safetensors` (timm layout) or Keras `.weights.h5` file into `model`.
+def read_safetensors_metadata(path):
+    """The metadata of a `.safetensors` file (its header only), or `None`."""
+    from safetensors import safe_open
 
-    Or a Keras model (a `.keras` file, or a folder of `config.json` and
-    `model.weights.h5`), whose layers give their weights to the layers of the
-    same name. Nothing is assigned unless every tensor matches; on error the
-    model is left as it was.
+    with safe_open(path, "numpy") as f:
+        return f.metadata()
+
+
+def load(model, path, include_top):
+    """Loads a checkpoint or a Keras weights file or model into `model`.
+
+    A checkpoint (`.safetensors`, or PyTorch `.bin`) may be in timm's,
+    transformers' or the package's own layout (Keras variable paths); a Keras
+    `.weights.h5` file is read by Keras. A Keras model (a `.keras` file, or a
+    folder of `config.json` and `model.weights.h5`) gives its layers' weights
+    to the layers of the same name. Nothing is assigned unless every tensor
+    matches; on error the model is left as it was.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -173,7 +183,11 @@ def load(model, path, include_top):
     if path.endswith(".h5"):
         _load_keras_weights(model, path)
         return
-    converters.load_checkpoint(model, read_checkpoint(path), source=path, include_top=include_top)
+    tensors = read_checkpoint(path)
+    source = path
+    if path.endswith(".safetensors") and converters.keras_layout.is_keras_layout(tensors):
+        source += converters.keras_layout.describe(read_safetensors_metadata(path))
+    converters.load_checkpoint(model, tensors, source=source, include_top=include_top)
 
 
 def _check_not_empty(path):
