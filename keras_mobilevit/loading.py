@@ -13,7 +13,7 @@ import zipfile
 
 import keras
 
-from keras_mobilevit import converters, hub
+from keras_mobilevit import converters, hub, pretrained
 
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
@@ -73,7 +73,9 @@ def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
             before any model is built.
     """
     weights = _as_str(weights)
-    if weight_set is not None:
+    if weight_set is not None and weight_set.released_here:
+        path = _download_pinned(weight_set)
+    elif weight_set is not None:
         path = _download_checkpoint(weight_set.repo, weight_set.filenames)
     elif (repo_id := hub.repo_id_of(weights)) is not None:
         try:
@@ -86,6 +88,30 @@ def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
     if path.endswith(TORCH_SUFFIXES):
         _import_torch(path)
     return path
+
+
+def _download_pinned(weight_set):
+    """One of the package's own weight sets, at the commit and SHA-256 its release pinned.
+
+    Raises:
+        hub.WeightsUnavailableError: before any download, where no release has
+            pinned it yet, with the command that makes it.
+    """
+    pin = pretrained.pin(weight_set)
+    if pin is None:
+        run = f"runs/{weight_set.model.lower()}.{weight_set.name}"
+        raise hub.WeightsUnavailableError(
+            f'{weight_set.model}(weights="{weight_set.name}") has not been published yet: '
+            f"these weights ({weight_set.base} weights fine-tuned on {weight_set.dataset}, "
+            f"{weight_set.classes} classes) are made by keras-mobilevit's own recipe, and no "
+            f"release has pinned them in {pretrained.published_path()}. The command that makes "
+            f"and publishes them, run from a checkout of keras-mobilevit (docs/releasing.md): "
+            f"`{pretrained.release_command(weight_set)}`. To train them for yourself instead: "
+            f"`keras-mobilevit train --dataset {weight_set.dataset} --model {weight_set.model} "
+            f'--output {run}`, then weights="{run}/model.keras", '
+            f"classes={weight_set.classes}."
+        )
+    return hub.download(pin.repo, weight_set.filenames[0], pin.revision, pin.sha256)
 
 
 def _download_checkpoint(repo_id, filenames):
