@@ -6,6 +6,7 @@ Files are fetched with `huggingface_hub`, so its cache, `HF_HOME`,
 checked against the hash the Hub advertised for it.
 """
 
+import contextlib
 import hashlib
 import os
 import re
@@ -390,6 +391,36 @@ class HubUploadError(OSError):
     """The Hugging Face Hub refused an upload, or could not be reached."""
 
 
+@contextlib.contextmanager
+def upload_errors(repo_id):
+    """Turns huggingface_hub's errors while writing to `repo_id` into `HubUploadError`s.
+
+    Each says what to do: log in, get write access, or reach the Hub.
+    """
+    from huggingface_hub import constants, errors
+
+    try:
+        yield
+    except errors.LocalTokenNotFoundError as e:
+        raise HubUploadError(f"No Hugging Face token: {e}") from e
+    except errors.HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        if status in (401, 403):
+            raise HubUploadError(
+                f"The Hugging Face Hub refused to write to {repo_id!r} (HTTP {status}): log in "
+                "with `hf auth login`, or set HF_TOKEN to a token with write access to "
+                f"{repo_id.split('/')[0]!r}."
+            ) from e
+        raise HubUploadError(f"Uploading to {repo_id!r} failed: {e}") from e
+    except Exception as e:
+        if isinstance(e, OSError) or is_http_client_error(e):
+            raise HubUploadError(
+                f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}) to upload "
+                f"{repo_id!r}: {e}"
+            ) from e
+        raise
+
+
 def push_to_hub(model, repo_id):
     """Saves a model to a Hugging Face Hub repository with `model.save("hf://owner/repo")`.
 
@@ -413,26 +444,8 @@ def push_to_hub(model, repo_id):
         import keras_mobilevit  # noqa: F401  (registers the layers for loading)
 
         model = keras.saving.load_model(model)
-    from huggingface_hub import constants, errors
+    from huggingface_hub import constants
 
-    try:
+    with upload_errors(repo_id):
         model.save(f"{HUB_PREFIX}{repo_id}")
-    except errors.LocalTokenNotFoundError as e:
-        raise HubUploadError(f"No Hugging Face token: {e}") from e
-    except errors.HfHubHTTPError as e:
-        status = getattr(e.response, "status_code", None)
-        if status in (401, 403):
-            raise HubUploadError(
-                f"The Hugging Face Hub refused to write to {repo_id!r} (HTTP {status}): log in "
-                "with `hf auth login`, or set HF_TOKEN to a token with write access to "
-                f"{repo_id.split('/')[0]!r}."
-            ) from e
-        raise HubUploadError(f"Uploading to {repo_id!r} failed: {e}") from e
-    except Exception as e:
-        if isinstance(e, OSError) or is_http_client_error(e):
-            raise HubUploadError(
-                f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}) to upload "
-                f"{repo_id!r}: {e}"
-            ) from e
-        raise
     return f"{constants.ENDPOINT}/{repo_id}"
