@@ -47,6 +47,13 @@ Config = collections.namedtuple(
 
 _BLOCKS = {"mobilevit": mobilevit_block, "mobilevitv2": mobilevitv2_block}
 
+# How a builder's docstring names the package's own Flowers-102 weights, where it has them.
+FLOWERS102_DOC = (
+    '`"flowers102"` (Oxford Flowers-102: `"imagenet"` fine-tuned by this package\'s recipe, '
+    "downloaded at the commit and SHA-256 its release pinned; until a release has, it raises "
+    "`WeightsUnavailableError` with the command that makes it: see docs/releasing.md)"
+)
+
 # The part of every builder's docstring that does not depend on the family;
 # `{weights}` is the family's description of its weights sets.
 COMMON_DOCSTRING = """Note: with `include_preprocessing=True` (the default) the model takes RGB
@@ -65,9 +72,11 @@ Args:
     weights: `None` (random initialisation),
         {weights},
         a path (`str` or `pathlib.Path`) to a Keras `.weights.h5` file, a
-        `.safetensors` file in timm's layout (or a PyTorch `.bin`, with the
-        `torch` extra) or a `.keras` model of the same variant (a fine-tuned
-        one: its weights are taken layer by layer, by name), or
+        `.safetensors` file in timm's layout or the package's own (the
+        `model.safetensors` of its `"flowers102"` repositories; or a PyTorch
+        `.bin`, with the `torch` extra) or a `.keras` model of the same
+        variant (a fine-tuned one: its weights are taken layer by layer, by
+        name), or
         `"hf://owner/repo"` for a Hub repository that holds a
         `model.safetensors` in timm's layout or a Keras model saved with
         `model.save("hf://owner/repo")`.
@@ -80,8 +89,11 @@ Args:
     pooling: feature pooling when `include_top` is `False`: `None` returns the
         4D output of the last layer, `"avg"` global average pooling, `"max"`
         global max pooling.
-    classes: number of classes, only with `include_top=True` and when no
-        `weights` are given (or with weights whose classifier matches).
+    classes: number of classes, only with `include_top=True`. `None` (the
+        default) is the class count of the weight set `weights` names (1000
+        for `"imagenet"`, 102 for `"flowers102"`), which is the only value
+        those weights take, and 1000 otherwise; any count with
+        `weights=None`, or with a file or repository whose classifier has it.
     classifier_activation: activation of the top layer, a string or callable,
         or `None` to return logits. Ignored unless `include_top=True`.
     name: the name of the model, defaults to `"{name}"`.
@@ -130,7 +142,7 @@ def build_model(
     input_tensor=None,
     input_shape=None,
     pooling=None,
-    classes=1000,
+    classes=None,
     classifier_activation="softmax",
     name="MobileViT",
     feature_extractor=False,
@@ -249,8 +261,14 @@ def _validate_backbone_arguments(include_top, pooling, feature_extractor, output
         )
 
 
-def validate_arguments(variant, include_top, weights, input_tensor, input_shape, pooling, classes):
-    """Checks the builder arguments before any work; returns the input shape and `classes`."""
+def validate_arguments(
+    variant, include_top, weights, input_tensor, input_shape, pooling, classes, default_classes=1000
+):
+    """Checks the builder arguments before any work; returns the input shape and `classes`.
+
+    `classes=None` is the class count of the weight set `weights` names, or
+    `default_classes` for any other `weights`.
+    """
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "MobileViT models are built channels-last; set "
@@ -260,9 +278,8 @@ def validate_arguments(variant, include_top, weights, input_tensor, input_shape,
     _refuse_shape_by_position("include_top", include_top)
     if not isinstance(include_top, (bool, np.bool_)):
         raise ValueError(f"`include_top` must be True or False, got {include_top!r}.")
-    if not _is_positive_int(classes):
+    if classes is not None and not _is_positive_int(classes):
         raise ValueError(f"`classes` must be a positive integer, got {classes!r}.")
-    classes = int(classes)
     names = pretrained.names(variant)
     if isinstance(weights, str) and weights not in names:
         having = pretrained.models_with(weights)
@@ -273,6 +290,9 @@ def validate_arguments(variant, include_top, weights, input_tensor, input_shape,
                 "'hf://owner/repo'."
             )
     loading.validate(weights, names)
+    if classes is None:
+        classes = pretrained.find(variant, weights).classes if weights in names else default_classes
+    classes = int(classes)
     if weights in names and include_top:
         expected = pretrained.find(variant, weights).classes
         if classes != expected:
@@ -352,7 +372,7 @@ def make_builder(variant, config, description, weights_doc):
         input_tensor=None,
         input_shape=None,
         pooling=None,
-        classes=1000,
+        classes=None,
         classifier_activation="softmax",
         name=None,
         feature_extractor=False,

@@ -64,7 +64,8 @@ Args:
         channels (RGB); with `weights=None` any number does.
     input_tensor: optional Keras tensor to use as the image input.
     include_preprocessing: whether the model rescales `[0, 255]` inputs itself.
-    classes: number of classes; 21 with `weights="pascal_voc"`.
+    classes: number of classes; `None` (the default) is PASCAL VOC's 21
+        (background first), the only count `weights="pascal_voc"` takes.
     upsample: `True` returns logits resized bilinearly to the input size;
         `False` returns them at stride 16.
     name: the name of the model, defaults to `"{name}"`.
@@ -105,7 +106,7 @@ def DeepLabV3(
     input_shape=None,
     input_tensor=None,
     include_preprocessing=True,
-    classes=VOC_CLASSES,
+    classes=None,
     upsample=True,
     name=None,
 ):
@@ -113,7 +114,7 @@ def DeepLabV3(
     backbone_variant, channels = VARIANTS[variant]
     config = REGISTRY[variant].config
     input_shape, classes = validate_arguments(
-        variant, False, weights, input_tensor, input_shape, None, classes
+        variant, False, weights, input_tensor, input_shape, None, classes, VOC_CLASSES
     )
     if weights == "pascal_voc" and classes != VOC_CLASSES:
         raise ValueError(
@@ -154,7 +155,7 @@ def _builder(variant):
         input_shape=None,
         input_tensor=None,
         include_preprocessing=True,
-        classes=VOC_CLASSES,
+        classes=None,
         upsample=True,
         name=None,
     ):

@@ -6,6 +6,7 @@ Files are fetched with `huggingface_hub`, so its cache, `HF_HOME`,
 checked against the hash the Hub advertised for it.
 """
 
+import contextlib
 import hashlib
 import os
 import re
@@ -92,7 +93,7 @@ def missing_file_errors():
     return (errors.RemoteEntryNotFoundError,)
 
 
-def download(repo_id, filename=CHECKPOINT_FILENAME):
+def download(repo_id, filename=CHECKPOINT_FILENAME, revision=None, sha256=None):
     """Fetches `filename` from a Hub repository into the huggingface_hub cache, checked.
 
     The file's metadata is asked for once first, without retries: a Hub that
@@ -100,12 +101,26 @@ def download(repo_id, filename=CHECKPOINT_FILENAME):
     connection) then fails at once, or gives the cached file, instead of
     through huggingface_hub's back-off; and an ETag that cannot name a file in
     the cache is refused before anything is written.
+
+    Args:
+        repo_id: `"owner/name"`.
+        filename: the file in the repository.
+        revision: a commit (or branch) to download it at; default the
+            repository's newest.
+        sha256: the SHA-256 the file must have (a release's pin), checked
+            besides the Hub's own hash.
+
+    Raises:
+        WeightsUnavailableError: the file could not be downloaded, nor found
+            in the cache.
+        ValueError: the file is corrupt, or is not the one pinned by
+            `sha256`; it is then removed from the cache.
     """
     import huggingface_hub
     from huggingface_hub import constants, errors
 
     offline = constants.is_offline_mode()
-    url = huggingface_hub.hf_hub_url(repo_id, filename)
+    url = huggingface_hub.hf_hub_url(repo_id, filename, revision=revision)
     started = time.monotonic()
     unreachable, advertised = None, None
     if not offline:
@@ -117,7 +132,10 @@ def download(repo_id, filename=CHECKPOINT_FILENAME):
             advertised = _advertised_hash(repo_id, filename, metadata)
     try:
         path = huggingface_hub.hf_hub_download(
-            repo_id=repo_id, filename=filename, local_files_only=unreachable is not None
+            repo_id=repo_id,
+            filename=filename,
+            revision=revision,
+            local_files_only=unreachable is not None,
         )
     except errors.LocalEntryNotFoundError as e:
         cached = "it is then cached under HF_HOME for offline use"
@@ -137,9 +155,17 @@ def download(repo_id, filename=CHECKPOINT_FILENAME):
             f"The Hugging Face Hub repository {repo_id!r} is gated or private: accept its terms "
             "on the Hub and log in (`hf auth login` or the HF_TOKEN variable)."
         ) from e
-    except (errors.RepositoryNotFoundError, errors.RemoteEntryNotFoundError) as e:
+    except errors.RevisionNotFoundError as e:
         raise WeightsUnavailableError(
-            f"The Hugging Face Hub has no file {filename!r} in repository {repo_id!r}. "
+            f"The Hugging Face Hub repository {repo_id!r} has no revision {revision!r}: the "
+            "commit these weights were published at is gone (the repository was rewritten). "
+            "Pass a local weights file, or use a release of keras-mobilevit that pins a "
+            "current commit."
+        ) from e
+    except (errors.RepositoryNotFoundError, errors.RemoteEntryNotFoundError) as e:
+        at = f" at revision {revision!r}" if revision else ""
+        raise WeightsUnavailableError(
+            f"The Hugging Face Hub has no file {filename!r} in repository {repo_id!r}{at}. "
             "Check the repository name, or pass a local weights file."
         ) from e
     except Exception as e:
@@ -155,7 +181,32 @@ def download(repo_id, filename=CHECKPOINT_FILENAME):
         ) from e
     if not verify_cached_file(path, advertised) and not offline and unreachable is None:
         _warn_unverified(repo_id, filename)
+    if sha256 is not None:
+        _check_pinned(path, sha256, repo_id, revision)
     return path
+
+
+def file_sha256(path):
+    """The SHA-256 of a file, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_pinned(path, sha256, repo_id, revision):
+    """Refuses, and removes from the cache, a download that is not the pinned file."""
+    blob = os.path.realpath(path)
+    found = file_sha256(blob)
+    if found != sha256:
+        _evict(path, blob)
+        raise ValueError(
+            f"The weights downloaded from {repo_id!r} at revision {revision} have SHA-256 "
+            f"{found}, but keras-mobilevit pins {sha256} for them: the Hub (or the mirror at "
+            "HF_ENDPOINT) served another file than the one released. It has been removed from "
+            "the cache and nothing was loaded; check HF_ENDPOINT, or report it."
+        )
 
 
 def _unreachable(error):
@@ -340,6 +391,36 @@ class HubUploadError(OSError):
     """The Hugging Face Hub refused an upload, or could not be reached."""
 
 
+@contextlib.contextmanager
+def upload_errors(repo_id):
+    """Turns huggingface_hub's errors while writing to `repo_id` into `HubUploadError`s.
+
+    Each says what to do: log in, get write access, or reach the Hub.
+    """
+    from huggingface_hub import constants, errors
+
+    try:
+        yield
+    except errors.LocalTokenNotFoundError as e:
+        raise HubUploadError(f"No Hugging Face token: {e}") from e
+    except errors.HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        if status in (401, 403):
+            raise HubUploadError(
+                f"The Hugging Face Hub refused to write to {repo_id!r} (HTTP {status}): log in "
+                "with `hf auth login`, or set HF_TOKEN to a token with write access to "
+                f"{repo_id.split('/')[0]!r}."
+            ) from e
+        raise HubUploadError(f"Uploading to {repo_id!r} failed: {e}") from e
+    except Exception as e:
+        if isinstance(e, OSError) or is_http_client_error(e):
+            raise HubUploadError(
+                f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}) to upload "
+                f"{repo_id!r}: {e}"
+            ) from e
+        raise
+
+
 def push_to_hub(model, repo_id):
     """Saves a model to a Hugging Face Hub repository with `model.save("hf://owner/repo")`.
 
@@ -363,26 +444,8 @@ def push_to_hub(model, repo_id):
         import keras_mobilevit  # noqa: F401  (registers the layers for loading)
 
         model = keras.saving.load_model(model)
-    from huggingface_hub import constants, errors
+    from huggingface_hub import constants
 
-    try:
+    with upload_errors(repo_id):
         model.save(f"{HUB_PREFIX}{repo_id}")
-    except errors.LocalTokenNotFoundError as e:
-        raise HubUploadError(f"No Hugging Face token: {e}") from e
-    except errors.HfHubHTTPError as e:
-        status = getattr(e.response, "status_code", None)
-        if status in (401, 403):
-            raise HubUploadError(
-                f"The Hugging Face Hub refused to write to {repo_id!r} (HTTP {status}): log in "
-                "with `hf auth login`, or set HF_TOKEN to a token with write access to "
-                f"{repo_id.split('/')[0]!r}."
-            ) from e
-        raise HubUploadError(f"Uploading to {repo_id!r} failed: {e}") from e
-    except Exception as e:
-        if isinstance(e, OSError) or is_http_client_error(e):
-            raise HubUploadError(
-                f"Could not reach the Hugging Face Hub ({constants.ENDPOINT}) to upload "
-                f"{repo_id!r}: {e}"
-            ) from e
-        raise
     return f"{constants.ENDPOINT}/{repo_id}"

@@ -1,23 +1,20 @@
 """ImageNet conventions: input preprocessing, evaluation transform, class names.
 
-The class index ships with the package (`data/imagenet_class_index.json`, in
-the format of Keras' own), so decoding predictions downloads nothing.
+The class names ship with the package (`data/`, see `labels`), so decoding
+predictions downloads nothing; `decode_predictions` lives in `labels` and is
+re-exported here, where `keras.applications` keeps it.
 """
 
-import functools
-import json
 import math
 import os
-import pathlib
 
 import numpy as np
 
 from keras_mobilevit import pretrained
+from keras_mobilevit.labels import decode_predictions  # noqa: F401  (re-exported)
 
 # The evaluation transform of the README's model, MobileViT_XS's ImageNet weights.
 _DEFAULT_WEIGHTS = pretrained.find("MobileViT_XS", "imagenet")
-
-_CLASS_INDEX_PATH = pathlib.Path(__file__).parent / "data" / "imagenet_class_index.json"
 
 
 def preprocess_input(x, data_format=None):
@@ -37,51 +34,6 @@ def preprocess_input(x, data_format=None):
         `x`, unchanged.
     """
     return x
-
-
-@functools.cache
-def _class_index():
-    with open(_CLASS_INDEX_PATH, encoding="utf-8") as f:
-        index = json.load(f)
-    return [tuple(index[str(i)]) for i in range(len(index))]
-
-
-def decode_predictions(preds, top=5):
-    """Decodes the prediction of an ImageNet model.
-
-    Args:
-        preds: array of shape `(batch, 1000)`, probabilities or logits.
-        top: how many top guesses to return per image.
-
-    Returns:
-        A list (one entry per image) of lists of `(class_id, class_name, score)`
-        tuples, best first, e.g. `("n01440764", "tench", 0.91)`.
-
-    Raises:
-        ValueError: if `preds` is not a batch of 1000 finite scores.
-    """
-    preds = np.asarray(preds)
-    if preds.ndim != 2 or preds.shape[1] != 1000:
-        raise ValueError(
-            "`decode_predictions` expects a batch of ImageNet predictions, an array of shape "
-            f"(samples, 1000). Received shape {preds.shape}."
-        )
-    if not isinstance(top, int) or top < 1:
-        raise ValueError(f"`top` must be a positive integer, got {top!r}.")
-    finite = np.isfinite(preds).all(axis=1)
-    if not finite.all():
-        samples = ", ".join(str(i) for i in np.flatnonzero(~finite))
-        raise ValueError(
-            f"`decode_predictions` received non-finite scores (NaN or infinity) for sample(s) "
-            f"{samples} of {len(preds)}, which rank no classes. The model's input or its weights "
-            "hold non-finite values: check that the images are finite pixels in [0, 255]."
-        )
-    index = _class_index()
-    results = []
-    for row in preds:
-        best = np.argsort(-row, kind="stable")[:top]
-        results.append([(*index[i], float(row[i])) for i in best])
-    return results
 
 
 # Pillow's one-channel modes of more than 8 bits, with the value that is white:

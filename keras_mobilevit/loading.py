@@ -13,7 +13,7 @@ import zipfile
 
 import keras
 
-from keras_mobilevit import converters, hub
+from keras_mobilevit import converters, hub, pretrained
 
 TORCH_SUFFIXES = (".bin", ".pt", ".pth")
 
@@ -73,7 +73,9 @@ def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
             before any model is built.
     """
     weights = _as_str(weights)
-    if weight_set is not None:
+    if weight_set is not None and weight_set.released_here:
+        path = _download_pinned(weight_set)
+    elif weight_set is not None:
         path = _download_checkpoint(weight_set.repo, weight_set.filenames)
     elif (repo_id := hub.repo_id_of(weights)) is not None:
         try:
@@ -86,6 +88,30 @@ def resolve(weights, weight_set=None, filenames=(hub.CHECKPOINT_FILENAME,)):
     if path.endswith(TORCH_SUFFIXES):
         _import_torch(path)
     return path
+
+
+def _download_pinned(weight_set):
+    """One of the package's own weight sets, at the commit and SHA-256 its release pinned.
+
+    Raises:
+        hub.WeightsUnavailableError: before any download, where no release has
+            pinned it yet, with the command that makes it.
+    """
+    pin = pretrained.pin(weight_set)
+    if pin is None:
+        run = f"runs/{weight_set.model.lower()}.{weight_set.name}"
+        raise hub.WeightsUnavailableError(
+            f'{weight_set.model}(weights="{weight_set.name}") has not been published yet: '
+            f"these weights ({weight_set.base} weights fine-tuned on {weight_set.dataset}, "
+            f"{weight_set.classes} classes) are made by keras-mobilevit's own recipe, and no "
+            f"release has pinned them in {pretrained.published_path()}. The command that makes "
+            f"and publishes them, run from a checkout of keras-mobilevit (docs/releasing.md): "
+            f"`{pretrained.release_command(weight_set)}`. To train them for yourself instead: "
+            f"`keras-mobilevit train --dataset {weight_set.dataset} --model {weight_set.model} "
+            f'--output {run}`, then weights="{run}/model.keras", '
+            f"classes={weight_set.classes}."
+        )
+    return hub.download(pin.repo, weight_set.filenames[0], pin.revision, pin.sha256)
 
 
 def _download_checkpoint(repo_id, filenames):
@@ -149,13 +175,23 @@ def read_safetensors(path):
         ) from e
 
 
-def load(model, path, include_top):
-    """Loads a `.safetensors` (timm layout) or Keras `.weights.h5` file into `model`.
+def read_safetensors_metadata(path):
+    """The metadata of a `.safetensors` file (its header only), or `None`."""
+    from safetensors import safe_open
 
-    Or a Keras model (a `.keras` file, or a folder of `config.json` and
-    `model.weights.h5`), whose layers give their weights to the layers of the
-    same name. Nothing is assigned unless every tensor matches; on error the
-    model is left as it was.
+    with safe_open(path, "numpy") as f:
+        return f.metadata()
+
+
+def load(model, path, include_top):
+    """Loads a checkpoint or a Keras weights file or model into `model`.
+
+    A checkpoint (`.safetensors`, or PyTorch `.bin`) may be in timm's,
+    transformers' or the package's own layout (Keras variable paths); a Keras
+    `.weights.h5` file is read by Keras. A Keras model (a `.keras` file, or a
+    folder of `config.json` and `model.weights.h5`) gives its layers' weights
+    to the layers of the same name. Nothing is assigned unless every tensor
+    matches; on error the model is left as it was.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -173,7 +209,11 @@ def load(model, path, include_top):
     if path.endswith(".h5"):
         _load_keras_weights(model, path)
         return
-    converters.load_checkpoint(model, read_checkpoint(path), source=path, include_top=include_top)
+    tensors = read_checkpoint(path)
+    source = path
+    if path.endswith(".safetensors") and converters.keras_layout.is_keras_layout(tensors):
+        source += converters.keras_layout.describe(read_safetensors_metadata(path))
+    converters.load_checkpoint(model, tensors, source=source, include_top=include_top)
 
 
 def _check_not_empty(path):

@@ -6,7 +6,7 @@ Reference:
 """
 
 from keras_mobilevit import pretrained
-from keras_mobilevit.builder import Config, Stage, make_builder
+from keras_mobilevit.builder import FLOWERS102_DOC, Config, Stage, make_builder
 
 # Values are timm's `model_cfgs` (see `Config` for the fields).
 CONFIGS = {
@@ -86,7 +86,10 @@ def _builder(variant):
     description = BASE_DOCSTRING.format(
         name=variant, repo=pretrained.find(variant, "imagenet").repo
     )
-    return make_builder(variant, config, description, weights_doc='`"imagenet"` (ImageNet-1k)')
+    weights_doc = '`"imagenet"` (ImageNet-1k)'
+    if "flowers102" in pretrained.names(variant):
+        weights_doc += ", " + FLOWERS102_DOC
+    return make_builder(variant, config, description, weights_doc)
 
 
 MobileViT_XXS = _builder("MobileViT_XXS")

@@ -7,7 +7,7 @@ Reference:
 
 from keras_mobilevit import pretrained
 from keras_mobilevit.blocks import make_divisible
-from keras_mobilevit.builder import Config, Stage, make_builder
+from keras_mobilevit.builder import FLOWERS102_DOC, Config, Stage, make_builder
 
 WIDTHS = ("050", "075", "100", "125", "150", "175", "200")
 
@@ -85,6 +85,8 @@ def _builder(width):
         repo=pretrained.find(variant, "imagenet").repo,
     )
     weights_doc = '`"imagenet"`, `"imagenet22k"` (widths 1.5, 1.75, 2.0)'
+    if "flowers102" in pretrained.names(variant):
+        weights_doc += ", " + FLOWERS102_DOC
     return make_builder(variant, CONFIGS[variant], description, weights_doc)
 
 
