@@ -39,11 +39,14 @@ def main(checkout):
     absent = [name for name in keras_mobilevit.__all__ if not hasattr(keras_mobilevit, name)]
     if absent:
         return f"public names that do not import: {', '.join(absent)}"
-    scores = np.eye(1000, dtype="float32")[:2]
-    decoded = keras_mobilevit.decode_predictions(scores, top=1)
+    imagenet = keras_mobilevit.decode_predictions(np.eye(1000, dtype="float32")[:1], top=1)
+    flowers = keras_mobilevit.decode_predictions(
+        np.eye(102, dtype="float32")[:1], top=1, labels="oxford_flowers102"
+    )
     print(
         f"installed {keras_mobilevit.__version__} at {installed}: {len(tracked)} files, "
-        f"{len(keras_mobilevit.__all__)} public names; class 0 is {decoded[0][0][1]!r}"
+        f"{len(keras_mobilevit.__all__)} public names; class 0 is {imagenet[0][0][1]!r}, "
+        f"flower 0 is {flowers[0][0][1]!r}"
     )
     return None
 

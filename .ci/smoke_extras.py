@@ -52,6 +52,14 @@ def smoke_commands(extra, work):
                 printed_five,
             ),
             (
+                "predict --weights flowers102, not published yet: one line",
+                [*PREDICT, "--weights", "flowers102"],
+                lambda rc, out, err: rc == 1
+                and err.startswith("keras-mobilevit: error:")
+                and "has not been published yet" in err
+                and err.count("\n") == 1,
+            ),
+            (
                 "every file and public name installed",
                 ["python", str(ROOT / ".ci" / "check_installed.py"), str(ROOT)],
                 lambda rc, out, err: rc == 0 and out.startswith("installed"),
