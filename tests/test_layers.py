@@ -166,11 +166,14 @@ def test_kernels_train_with_the_gradients_of_keras(case):
     [
         lambda: FastBatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16"),
         lambda: FastActivation("silu", dtype="mixed_bfloat16"),
+        lambda: FastDepthwiseConv2D(3, strides=2, padding="valid", dtype="mixed_bfloat16"),
+        lambda: FastDepthwiseConv2D(4, strides=2, padding="same", dtype="mixed_bfloat16"),
     ],
 )
 def test_kernels_train_under_mixed_precision_as_keras_does(make_layer):
     # The BatchNorm kernel reads and writes bfloat16 maps where Keras casts them
-    # to float32 and back: the same to bfloat16 rounding (2 ** -8).
+    # to float32 and back, and strided depthwise convolutions compute their
+    # gradients in float32: the same to bfloat16 rounding (2 ** -8).
     shape = (2, 9, 7, 4)
     (x,) = random_arrays([shape], seed=1)
     layer = _perturbed(make_layer, shape)
