@@ -42,9 +42,11 @@ def test_build_and_predict_runs_and_prints_a_table():
 @pytest.mark.slow
 def test_export_latency_runs_and_prints_a_table():
     pytest.importorskip("ai_edge_litert")
+    ours = ["keras", "fp32", "float16", "dynamic", "int8", "int8_full", "onnx"]
     result = run(
-        "export_latency.py", "--models", "MobileViT_XXS", "--repeats", "1", "--rounds", "1"
-    )
+        "export_latency.py", "--models", "MobileViT_XXS", "--repeats", "1", "--rounds", "1",
+        "--runtimes", *ours,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| MobileViT_XXS")]
     runtimes = [row.split("|")[2].strip() for row in rows]
@@ -53,6 +55,25 @@ def test_export_latency_runs_and_prints_a_table():
         *(f"LiteRT {q} (XNNPACK)" for q in ("fp32", "float16", "dynamic", "int8", "int8_full")),
         "ONNX Runtime fp32",
     ], result.stdout
+    assert all(row.split("|")[4].strip() in ("builtin", "") for row in rows), result.stdout
+
+
+@pytest.mark.slow
+def test_export_latency_sets_kimm_files_beside_ours():
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("kimm")
+    result = run(
+        "export_latency.py", "--models", "MobileViT_XXS", "--size", "64", "--repeats", "1",
+        "--rounds", "1", "--runtimes", "fp32", "kimm_fp32", "kimm_int8",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout, "MobileViT_XXS")
+    assert set(rows) == {
+        "LiteRT fp32 (XNNPACK)", "kimm LiteRT fp32 (XNNPACK)", "kimm LiteRT int8 (XNNPACK)"
+    }, result.stdout  # fmt: skip
+    # Size, ops, latency; and our file's latency against kimm's.
+    assert rows["kimm LiteRT int8 (XNNPACK)"][1] == "builtin", result.stdout
+    assert rows["LiteRT fp32 (XNNPACK)"][-1].endswith("x"), result.stdout
 
 
 @pytest.mark.slow
