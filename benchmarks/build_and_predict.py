@@ -116,13 +116,19 @@ print("RESULT " + json.dumps({"build": build, "seconds": seconds, "rss": rss}))
 ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 
 
-def run_peer(backend, library, model, args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(args.threads))
-    if not args.system_allocator:
+def peer_environment(backend, threads, system_allocator):
+    """A peer process's environment: its Keras backend, the thread count, the allocator."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS=str(threads))
+    if not system_allocator:
         env.update(ALLOCATOR)
-    env["TF_NUM_INTRAOP_THREADS"] = env["TF_NUM_INTEROP_THREADS"] = str(args.threads)
+    env["TF_NUM_INTRAOP_THREADS"] = env["TF_NUM_INTEROP_THREADS"] = str(threads)
     if backend:
         env["KERAS_BACKEND"] = backend
+    return env
+
+
+def run_peer(backend, library, model, args):
+    env = peer_environment(backend, args.threads, args.system_allocator)
     payload = json.dumps(
         {
             "library": library,

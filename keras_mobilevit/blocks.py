@@ -11,6 +11,8 @@ from keras import layers
 
 from keras_mobilevit.layers import (
     DotProductAttention,
+    FastActivation,
+    FastBatchNormalization,
     FastConv2D,
     FastDense,
     FastDepthwiseConv2D,
@@ -66,9 +68,9 @@ def conv_bn_act(
         x = FastDepthwiseConv2D(kernel_size, **options)(x)
     else:
         x = FastConv2D(filters, kernel_size, **options)(x)
-    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = FastBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     if activation:
-        x = layers.Activation(activation, name=f"{name}_act")(x)
+        x = FastActivation(activation, name=f"{name}_act")(x)
     return x
 
 
@@ -100,7 +102,7 @@ def transformer_layer(x, dim, num_heads, mlp_ratio, name):
     x = layers.Add(name=f"{name}_add1")([x, y])
     y = FastLayerNormalization(epsilon=LN_EPSILON, name=f"{name}_norm2")(x)
     y = FastDense(int(dim * mlp_ratio), name=f"{name}_mlp_fc1")(y)
-    y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
+    y = FastActivation("silu", name=f"{name}_mlp_act")(y)
     y = FastDense(dim, name=f"{name}_mlp_fc2")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 
@@ -143,7 +145,7 @@ def linear_transformer_layer(x, dim, mlp_ratio, name):
     x = layers.Add(name=f"{name}_add1")([x, y])
     y = GroupNorm1(name=f"{name}_norm2")(x)
     y = FastConv2D(int(dim * mlp_ratio), 1, name=f"{name}_mlp_fc1")(y)
-    y = layers.Activation("silu", name=f"{name}_mlp_act")(y)
+    y = FastActivation("silu", name=f"{name}_mlp_act")(y)
     y = FastConv2D(dim, 1, name=f"{name}_mlp_fc2")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 

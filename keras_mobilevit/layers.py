@@ -3,9 +3,9 @@
 What Keras does not have: patch unfold/fold and resizing, the two attention
 cores (weightless: their projections stay `Dense` or `Conv2D` layers that map
 one to one onto the checkpoint), GroupNorm with one group; and `Fast*`
-subclasses of Keras' `Conv2D`, `DepthwiseConv2D`, `Dense` and
-`LayerNormalization` that compute the same on the backend kernels
-(`keras_mobilevit.kernels`).
+subclasses of Keras' `Conv2D`, `DepthwiseConv2D`, `Dense`,
+`LayerNormalization`, `BatchNormalization` and `Activation` that compute the
+same on the backend kernels (`keras_mobilevit.kernels`).
 """
 
 import warnings
@@ -338,3 +338,37 @@ class FastLayerNormalization(keras.layers.LayerNormalization):
     def call(self, inputs):
         kernel = kernels.kernel_for("layer_norm", self, inputs)
         return super().call(inputs) if kernel is None else kernel(self, inputs)
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class FastBatchNormalization(keras.layers.BatchNormalization):
+    """`keras.layers.BatchNormalization`, trained by a backend kernel where one was measured faster.
+
+    Only training, where the batch's statistics are computed, takes the
+    kernel (which updates the moving statistics as Keras does); inference is
+    Keras' own, and `optimize_for_inference` folds it into the convolution.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self.trainable and mask is None and not self.synchronized:
+            kernel = kernels.kernel_for("batch_norm_training", self, inputs)
+            if kernel is not None and not getattr(self, "renorm", False):
+                return kernel(self, inputs)
+        return super().call(inputs, training=training, mask=mask)
+
+
+@keras.saving.register_keras_serializable(package="keras_mobilevit")
+class FastActivation(keras.layers.Activation):
+    """`keras.layers.Activation`, trained by a backend kernel where one was measured faster.
+
+    Only training takes the kernel (where the gradient is computed too);
+    inference is Keras' own, and `optimize_for_inference` merges the
+    activation into the layer before it.
+    """
+
+    def call(self, inputs, training=None):
+        if training:
+            kernel = kernels.kernel_for("activation_training", self, inputs)
+            if kernel is not None:
+                return kernel(self, inputs)
+        return super().call(inputs)

@@ -18,6 +18,15 @@ def run(script, *args):
     )
 
 
+def table_rows(stdout, model):
+    """The table's rows for `model`: its second column -> the cells after it."""
+    return {
+        row.split("|")[2].strip(): [cell.strip() for cell in row.split("|")[3:-1]]
+        for row in stdout.splitlines()
+        if row.startswith(f"| {model} |")
+    }
+
+
 @pytest.mark.slow
 def test_build_and_predict_runs_and_prints_a_table():
     result = run(
@@ -33,9 +42,11 @@ def test_build_and_predict_runs_and_prints_a_table():
 @pytest.mark.slow
 def test_export_latency_runs_and_prints_a_table():
     pytest.importorskip("ai_edge_litert")
+    ours = ["keras", "fp32", "float16", "dynamic", "int8", "int8_full", "onnx"]
     result = run(
-        "export_latency.py", "--models", "MobileViT_XXS", "--repeats", "1", "--rounds", "1"
-    )
+        "export_latency.py", "--models", "MobileViT_XXS", "--repeats", "1", "--rounds", "1",
+        "--runtimes", *ours,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| MobileViT_XXS")]
     runtimes = [row.split("|")[2].strip() for row in rows]
@@ -44,6 +55,25 @@ def test_export_latency_runs_and_prints_a_table():
         *(f"LiteRT {q} (XNNPACK)" for q in ("fp32", "float16", "dynamic", "int8", "int8_full")),
         "ONNX Runtime fp32",
     ], result.stdout
+    assert all(row.split("|")[4].strip() in ("builtin", "") for row in rows), result.stdout
+
+
+@pytest.mark.slow
+def test_export_latency_sets_kimm_files_beside_ours():
+    pytest.importorskip("ai_edge_litert")
+    pytest.importorskip("kimm")
+    result = run(
+        "export_latency.py", "--models", "MobileViT_XXS", "--size", "64", "--repeats", "1",
+        "--rounds", "1", "--runtimes", "fp32", "kimm_fp32", "kimm_int8",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout, "MobileViT_XXS")
+    assert set(rows) == {
+        "LiteRT fp32 (XNNPACK)", "kimm LiteRT fp32 (XNNPACK)", "kimm LiteRT int8 (XNNPACK)"
+    }, result.stdout  # fmt: skip
+    # Size, ops, latency; and our file's latency against kimm's.
+    assert rows["kimm LiteRT int8 (XNNPACK)"][1] == "builtin", result.stdout
+    assert rows["LiteRT fp32 (XNNPACK)"][-1].endswith("x"), result.stdout
 
 
 @pytest.mark.slow
@@ -55,3 +85,55 @@ def test_profile_ops_runs_and_prints_the_op_table():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| op | ms per batch | share |" in result.stdout
     assert "Conv2D" in result.stdout  # the convolutions, by op type
+
+
+TINY_TRAINING = ("--models", "MobileViT_XXS", "--size", "32", "--batch", "2", "--steps", "1",
+                 "--warmup", "1", "--rounds", "1")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_train_peers_runs_keras_mobilevit_and_timm():
+    pytest.importorskip("timm")
+    result = run(
+        "train_peers.py", *TINY_TRAINING,
+        "--peers", "keras-mobilevit (tensorflow)", "timm (pytorch)",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout, "MobileViT_XXS")
+    assert set(rows) == {"keras-mobilevit (tensorflow)", "timm (pytorch)"}, result.stdout
+    # jit_compile, step, images/s, ratio to keras-mobilevit, peak RSS
+    assert rows["keras-mobilevit (tensorflow)"][3] == "1.00x", result.stdout
+    assert rows["timm (pytorch)"][3].endswith("x"), result.stdout
+
+
+@pytest.mark.slow
+def test_train_peers_runs_kimm_under_fit():
+    pytest.importorskip("kimm")
+    result = run("train_peers.py", *TINY_TRAINING, "--peers", "kimm (tensorflow)")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout, "MobileViT_XXS")
+    assert list(rows) == ["kimm (tensorflow)"], result.stdout
+    assert not rows["kimm (tensorflow)"][0].startswith("skipped"), result.stdout
+    assert float(rows["kimm (tensorflow)"][2]) > 0, result.stdout
+
+
+@pytest.mark.slow
+def test_train_peers_pairs_a_kernel_against_the_model_as_shipped():
+    result = run("train_peers.py", *TINY_TRAINING, "--paired", "activation_training")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout, "MobileViT_XXS")
+    # paired steps, step-time ratio, img/s as shipped, img/s with the kernel off
+    assert list(rows) == ["activation_training off"], result.stdout
+    assert rows["activation_training off"][0] == "1", result.stdout
+    assert float(rows["activation_training off"][1]) > 0, result.stdout
+
+
+@pytest.mark.slow
+def test_profile_ops_profiles_a_training_step():
+    result = run(
+        "profile_ops.py", "--train", "--model", "MobileViT_XXS", "--batch", "2", "--size", "32",
+        "--runs", "1", "--top", "40",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| layer kind | pass | ms per step | share |" in result.stdout
+    assert "| bn | backward |" in result.stdout  # BatchNorm's gradient, by layer

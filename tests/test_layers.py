@@ -8,13 +8,22 @@ import keras
 import numpy as np
 import pytest
 import torch
-from testing import random_arrays, run_layer_test, run_pytest, run_python, to_numpy
+from testing import (
+    random_arrays,
+    run_layer_test,
+    run_pytest,
+    run_python,
+    to_numpy,
+    training_gradients,
+)
 
 import keras_mobilevit
 from keras_mobilevit import kernels
 from keras_mobilevit.kernels.jax import depthwise_by_shifts
 from keras_mobilevit.layers import (
     DotProductAttention,
+    FastActivation,
+    FastBatchNormalization,
     FastConv2D,
     FastDense,
     FastDepthwiseConv2D,
@@ -42,6 +51,8 @@ LAYERS = {
     "FastDepthwiseConv2D": (lambda: FastDepthwiseConv2D(3, strides=2), [(2, 9, 7, 4)]),
     "FastDense": (lambda: FastDense(5, activation="silu"), [(2, 7, 6)]),
     "FastLayerNormalization": (lambda: FastLayerNormalization(), [(2, 7, 6)]),
+    "FastBatchNormalization": (lambda: FastBatchNormalization(), [(2, 5, 3, 4)]),
+    "FastActivation": (lambda: FastActivation("silu"), [(2, 5, 3, 4)]),
 }
 
 
@@ -85,17 +96,32 @@ KERNEL_CASES = [
     (lambda: FastLayerNormalization(axis=(1, 2)), (2, 7, 6)),
     (lambda: DotProductAttention(4), (2, 9, 24)),
     (lambda: DotProductAttention(2, scale=1.0), (3, 1, 12)),
+    (lambda: FastBatchNormalization(momentum=0.9, epsilon=1e-5), (2, 9, 7, 4)),
+    (lambda: FastBatchNormalization(center=False, scale=False), (3, 4, 5, 6)),
+    (lambda: FastBatchNormalization(axis=1), (2, 9, 7, 4)),
+    (lambda: FastActivation("silu"), (2, 9, 7, 4)),
+    (lambda: FastActivation("silu"), (2, 7, 6)),
+    (lambda: FastActivation("relu"), (2, 9, 7, 4)),
 ]
+
+
+def relative_difference(actual, expected):
+    return np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+
+
+def _perturbed(make_layer, shape):
+    layer = make_layer()
+    layer.build(shape)
+    # Nonzero biases and betas, non-unit gammas and statistics: what the kernels move around.
+    layer.set_weights([w + np.float32(0.1 * (i + 1)) for i, w in enumerate(layer.get_weights())])
+    return layer
 
 
 @pytest.mark.parametrize("case", range(len(KERNEL_CASES)))
 def test_kernels_compute_what_keras_computes(case):
     make_layer, shape = KERNEL_CASES[case]
     (x,) = random_arrays([shape], seed=case)
-    layer = make_layer()
-    layer.build(shape)
-    # Nonzero biases and betas, non-unit gammas: what the kernels move around.
-    layer.set_weights([w + np.float32(0.1 * (i + 1)) for i, w in enumerate(layer.get_weights())])
+    layer = _perturbed(make_layer, shape)
     fast = to_numpy(layer(x))
     kernels.set_fast_paths(False)
     try:
@@ -103,6 +129,67 @@ def test_kernels_compute_what_keras_computes(case):
     finally:
         kernels.set_fast_paths(True)
     np.testing.assert_allclose(fast, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", range(len(KERNEL_CASES)))
+def test_kernels_train_with_the_gradients_of_keras(case):
+    # Training runs the kernels too: the outputs of a training call, the
+    # gradients for the input and every weight, and the moving statistics
+    # BatchNorm updates must be Keras' own, to float32 rounding.
+    make_layer, shape = KERNEL_CASES[case]
+    (x,) = random_arrays([shape], seed=case)
+    x = x * 3 + 2  # BatchNorm's statistics away from 0 and 1
+    layer = _perturbed(make_layer, shape)
+    weights = layer.get_weights()
+    results = {}
+    for fast in (True, False):
+        layer.set_weights(weights)
+        kernels.set_fast_paths(fast)
+        try:
+            outputs, gradients = training_gradients(layer, x, seed=case)
+        finally:
+            kernels.set_fast_paths(True)
+        statistics = [to_numpy(v) for v in layer.non_trainable_variables]
+        results[fast] = (outputs, gradients, statistics)
+    (fast_outputs, fast_gradients, fast_statistics) = results[True]
+    (outputs, gradients, statistics) = results[False]
+    assert len(fast_gradients) == len(gradients) == 1 + len(layer.trainable_variables)
+    assert relative_difference(fast_outputs, outputs) <= 1e-5
+    for fast_gradient, gradient in zip(fast_gradients, gradients, strict=True):
+        assert relative_difference(fast_gradient, gradient) <= 1e-5
+    for fast_statistic, statistic in zip(fast_statistics, statistics, strict=True):
+        assert relative_difference(fast_statistic, statistic) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda: FastBatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16"),
+        lambda: FastActivation("silu", dtype="mixed_bfloat16"),
+        lambda: FastDepthwiseConv2D(3, strides=2, padding="valid", dtype="mixed_bfloat16"),
+        lambda: FastDepthwiseConv2D(4, strides=2, padding="same", dtype="mixed_bfloat16"),
+    ],
+)
+def test_kernels_train_under_mixed_precision_as_keras_does(make_layer):
+    # The BatchNorm kernel reads and writes bfloat16 maps where Keras casts them
+    # to float32 and back, and strided depthwise convolutions compute their
+    # gradients in float32: the same to bfloat16 rounding (2 ** -8).
+    shape = (2, 9, 7, 4)
+    (x,) = random_arrays([shape], seed=1)
+    layer = _perturbed(make_layer, shape)
+    x = keras.ops.cast(x * 3 + 2, "bfloat16")
+    results = {}
+    for fast in (True, False):
+        kernels.set_fast_paths(fast)
+        try:
+            outputs, gradients = training_gradients(layer, x)
+        finally:
+            kernels.set_fast_paths(True)
+        results[fast] = [outputs, *gradients]
+    assert keras.backend.standardize_dtype(results[True][0].dtype) == "bfloat16"
+    for fast, keras_own in zip(results[True], results[False], strict=True):
+        fast, keras_own = fast.astype("float32"), keras_own.astype("float32")
+        assert relative_difference(fast, keras_own) <= 1e-2
 
 
 def test_the_switch_sends_every_layer_to_keras():

@@ -1,5 +1,6 @@
 """Helpers and constants the test modules share; fixtures and hooks stay in conftest.py."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -79,6 +80,57 @@ def to_numpy(x):
 def random_arrays(shapes, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.normal(size=shape).astype("float32") for shape in shapes]
+
+
+def training_gradients(layer, x, seed=0):
+    """A training call's outputs, and the gradients of a random projection of them.
+
+    Returns `(outputs, gradients)`: the gradients with respect to `x` and to
+    each of the layer's trainable weights, in that order, as numpy arrays, by
+    the running backend's autodiff (a `training=True` call, as in `fit`).
+    """
+    backend = keras.backend.backend()
+    rng = np.random.default_rng([seed, 1])  # not the stream `random_arrays(seed)` drew x from
+    projection = rng.normal(size=layer.compute_output_shape(x.shape))
+    projection = projection.astype("float32")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, "float32") * projection)
+        gradients = tape.gradient(loss, [x, *layer.trainable_variables])
+    elif backend == "jax":
+        import jax
+
+        # `stateless_call` hands its arguments to `call`, which may not take `training`.
+        options = (
+            {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
+        )
+
+        def loss(x, trainable):
+            outputs, _ = layer.stateless_call(
+                trainable, [v.value for v in layer.non_trainable_variables], x, **options
+            )
+            return (outputs.astype("float32") * projection).sum(), outputs
+
+        trainable = [v.value for v in layer.trainable_variables]
+        (_, outputs), (x_gradient, weight_gradients) = jax.value_and_grad(
+            loss, argnums=(0, 1), has_aux=True
+        )(x, trainable)
+        gradients = [x_gradient, *weight_gradients]
+    else:
+        import torch
+
+        x = keras.ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
+        for variable in layer.trainable_variables:
+            variable.value.grad = None  # not accumulated over calls
+        outputs = layer(x, training=True)
+        (outputs.float() * torch.from_numpy(projection)).sum().backward()
+        gradients = [x.grad, *(v.value.grad for v in layer.trainable_variables)]
+    return to_numpy(outputs), [to_numpy(g) for g in gradients]
 
 
 def run_layer_test(make_layer, input_shapes, tmp_path):
