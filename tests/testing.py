@@ -1,6 +1,5 @@
 """Helpers and constants the test modules share; fixtures and hooks stay in conftest.py."""
 
-import inspect
 import json
 import os
 import subprocess
@@ -105,15 +104,11 @@ def training_gradients(layer, x, seed=0):
     elif backend == "jax":
         import jax
 
-        # `stateless_call` hands its arguments to `call`, which may not take `training`.
-        options = (
-            {"training": True} if "training" in inspect.signature(layer.call).parameters else {}
-        )
-
         def loss(x, trainable):
-            outputs, _ = layer.stateless_call(
-                trainable, [v.value for v in layer.non_trainable_variables], x, **options
-            )
+            # The weights traced as arguments; `__call__` keeps Keras' autocasting.
+            mapping = list(zip(layer.trainable_variables, trainable, strict=True))
+            with keras.StatelessScope(state_mapping=mapping):
+                outputs = layer(x, training=True)
             return (outputs.astype("float32") * projection).sum(), outputs
 
         trainable = [v.value for v in layer.trainable_variables]
