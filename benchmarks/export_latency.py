@@ -19,6 +19,8 @@ kimm's). The "ops" column says whether the file holds TFLite builtin ops only.
 """
 
 import argparse
+import contextlib
+import io
 import os
 import statistics
 import sys
@@ -177,11 +179,13 @@ def main(argv=None):
 
                 path = os.path.join(directory, f"{variant}-{runtime}.tflite")
                 try:
-                    kimm.export.export_tflite(
-                        peer, size, path, KIMM_DTYPES[runtime],
-                        representative_dataset=(lambda: ([x] for x in images))
-                        if runtime == "kimm_int8" else None,
-                    )  # fmt: skip
+                    # Its SavedModel step prints every captured variable to stdout.
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        kimm.export.export_tflite(
+                            peer, size, path, KIMM_DTYPES[runtime],
+                            representative_dataset=(lambda: ([x] for x in images))
+                            if runtime == "kimm_int8" else None,
+                        )  # fmt: skip
                 except Exception as e:  # noqa: BLE001 (a peer's failure is reported, not raised)
                     skipped[runtime] = f"export failed: {type(e).__name__}: {e}"[:100]
                     continue
