@@ -18,13 +18,19 @@ def run(script, *args):
     )
 
 
-def table_rows(stdout, model):
-    """The table's rows for `model`: its second column -> the cells after it."""
-    return {
-        row.split("|")[2].strip(): [cell.strip() for cell in row.split("|")[3:-1]]
-        for row in stdout.splitlines()
-        if row.startswith(f"| {model} |")
-    }
+def table_rows(stdout, model=None):
+    """The printed table's rows: first cell -> the cells after it, the header left out.
+
+    Given `model`, that model's rows only: second cell -> the cells after it.
+    """
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in stdout.splitlines()
+        if line.startswith("| ")
+    ]
+    if model is None:
+        return {row[0]: row[1:] for row in rows[1:]}
+    return {row[1]: row[2:] for row in rows if row[0] == model}
 
 
 @pytest.mark.slow
@@ -124,11 +130,7 @@ def test_cold_start_times_the_cli_and_kimm():
     pytest.importorskip("kimm")
     result = run("cold_start.py", "--model", "MobileViT_XXS", "--rounds", "1")
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = {
-        row.split("|")[1].strip(): [cell.strip() for cell in row.split("|")[2:-1]]
-        for row in result.stdout.splitlines()
-        if row.startswith("| ") and not row.startswith("| job")
-    }
+    rows = table_rows(result.stdout)
     assert list(rows) == [
         "keras-mobilevit --help",
         "keras-mobilevit predict (CLI)",

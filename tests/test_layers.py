@@ -182,9 +182,10 @@ def test_kernels_train_with_the_gradients_of_keras(case, monkeypatch):
 )
 def test_kernels_train_under_mixed_precision_as_keras_does(make_layer):
     # The BatchNorm kernel reads and writes bfloat16 maps where Keras casts them
-    # to float32 and back, strided depthwise convolutions compute their
-    # gradients in float32, and JAX's depthwise kernel sums its taps in another
-    # order: the same to bfloat16 rounding (2 ** -8) over a gradient's terms.
+    # to float32 and back, and strided depthwise convolutions compute their
+    # gradients in float32: the same to bfloat16 rounding (2 ** -8). JAX's
+    # depthwise kernel also sums its taps in another order (1.1e-2 measured).
+    tolerance = 3e-2 if keras.backend.backend() == "jax" else 1e-2
     shape = (2, 9, 7, 4)
     (x,) = random_arrays([shape], seed=1)
     layer = _perturbed(make_layer, shape)
@@ -200,7 +201,7 @@ def test_kernels_train_under_mixed_precision_as_keras_does(make_layer):
     assert keras.backend.standardize_dtype(results[True][0].dtype) == "bfloat16"
     for fast, keras_own in zip(results[True], results[False], strict=True):
         fast, keras_own = fast.astype("float32"), keras_own.astype("float32")
-        assert relative_difference(fast, keras_own) <= 3e-2
+        assert relative_difference(fast, keras_own) <= tolerance
 
 
 def test_the_switch_sends_every_layer_to_keras():
