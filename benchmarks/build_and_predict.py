@@ -140,12 +140,19 @@ def run_peer(backend, library, model, args):
             "threads": args.threads,
         }
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", WORKER, payload], env=env, capture_output=True, text=True
-    )
+    return worker_result([sys.executable, "-c", WORKER, payload], env)
+
+
+def worker_result(argv, env):
+    """Runs a peer's process: `(its last "RESULT {json}" line, parsed, None)`, or `(None, why)`.
+
+    Why: the last line of its stderr naming an error, else its last line.
+    """
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
-        return None, proc.stderr.strip().splitlines()[-1:] or ["failed"]
+        stderr = proc.stderr.strip().splitlines()
+        return None, ([ln for ln in stderr if "Error" in ln] or stderr or ["failed"])[-1]
     return json.loads(lines[-1][7:]), None
 
 
@@ -185,7 +192,7 @@ def main():
                 continue
             result, error = run_peer(*PEERS[run[1]], run[0], args)
             if result is None:
-                skipped[run] = error[0]
+                skipped[run] = error
             else:
                 results[run].append(result)
 

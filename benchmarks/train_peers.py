@@ -46,7 +46,7 @@ import subprocess
 import sys
 
 # The same process settings as the inference benchmark beside this file.
-from build_and_predict import peer_environment
+from build_and_predict import peer_environment, worker_result
 
 CLASSES = 102  # Flowers-102
 LEARNING_RATE = 2.5e-4  # the recipe's, with pretrained weights at batch 32
@@ -262,17 +262,7 @@ def run_peer(backend, library, options, model, args):
         "threads": args.threads,
         "precision": args.precision,
     }
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(job)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode or not lines:
-        errors = [ln for ln in proc.stderr.strip().splitlines() if "Error" in ln]
-        return None, (errors or proc.stderr.strip().splitlines() or ["failed"])[-1]
-    return json.loads(lines[-1][7:]), None
+    return worker_result([sys.executable, __file__, "--worker", json.dumps(job)], env)
 
 
 def interleaved(runs, launch, rounds, describe):
