@@ -20,14 +20,16 @@ def _lowest_keras():
 
 @pytest.mark.slow
 def test_parity_with_the_kernels_off():
-    # The layers' tests hold each kernel against Keras' own call already.
+    # The layers' tests hold each kernel against Keras' own call already; the smallest
+    # variant of each family takes every layer without them (the widths add no layer).
     result = run_pytest(
-        ["tests/test_parity.py", "tests/test_legacy_files.py", "-m", "not slow"],
+        ["tests/test_parity.py", "tests/test_legacy_files.py", "-m", "not slow",
+         "-k", "XXS or V2_050 or legacy"],
         "tensorflow",
         {"KERAS_MOBILEVIT_FAST_PATHS": "0"},
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert record_measured(result.stdout) >= 40  # every row of test_parity.py
+    assert record_measured(result.stdout) >= 16  # every row of those variants
 
 
 @pytest.mark.slow

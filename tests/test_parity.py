@@ -133,7 +133,15 @@ def test_folded_and_optimized_models_match_timm(checkpoints, variant):
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="run from the TensorFlow run")
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_on_other_backends(backend):
-    """This file's smallest variants, run under JAX and PyTorch."""
-    result = run_pytest(["tests/test_parity.py", "-m", "not slow", "-k", "XXS or V2_050"], backend)
+    """This file's smallest variants, run under JAX and PyTorch.
+
+    Not the optimized MobileViT_XXS: tests/test_inference.py holds it to TensorFlow's
+    outputs on these backends, and run eagerly on JAX it takes a minute.
+    """
+    optimized = "tests/test_parity.py::test_folded_and_optimized_models_match_timm[MobileViT_XXS]"
+    result = run_pytest(
+        ["tests/test_parity.py", "-m", "not slow", "-k", "XXS or V2_050", "--deselect", optimized],
+        backend,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert record_measured(result.stdout) >= 10

@@ -271,7 +271,10 @@ def test_evaluation_preprocessing_is_deterministic_and_matches_the_reference(tmp
 # script), XLA's host platform split in two for JAX.
 TWO_DEVICES = {
     "tensorflow": {"KERAS_BACKEND": "tensorflow"},
-    "jax": {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+    "jax": {
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2",
+    },
 }
 
 
