@@ -137,3 +137,17 @@ def test_cold_start_times_the_cli_and_kimm():
     # whole process, five phases, ratio: the phases are timed for the Python jobs only
     assert rows["keras-mobilevit (Python)"][-1] == "1.00x", result.stdout
     assert all(float(cell) >= 0 for cell in rows["kimm (Python)"][:6]), result.stdout
+
+
+@pytest.mark.slow
+def test_litert_ablation_prices_a_part_of_the_file():
+    pytest.importorskip("ai_edge_litert")
+    result = run(
+        "litert_ablation.py", "--model", "MobileViT_XXS", "--size", "64", "--rounds", "1",
+        "--repeats", "1", "--parts", "transposes",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = table_rows(result.stdout)
+    # latency, what the part costs, its share
+    assert list(rows) == ["nothing (the true file)", "transposes"], result.stdout
+    assert float(rows["transposes"][0]) > 0 and rows["transposes"][2].endswith("%"), result.stdout
