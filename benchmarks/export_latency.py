@@ -6,9 +6,9 @@ kimm's own LiteRT export of the same model beside ours.
 
 Batch 1, `--size` square, random weights (speed does not depend on their values; int8 is
 calibrated on the same 16 random images for every file). Every runtime gets the same input and
-thread count (LiteRT runs on XNNPACK); the runs are interleaved over several rounds and the
-medians printed, with the speed-up over Keras and, for the files that kimm exports too, the
-ratio of kimm's latency to ours.
+thread count (LiteRT runs on XNNPACK); the runs are interleaved over several rounds, each
+block of runs after three untimed ones, and the medians printed, with the speed-up over Keras
+and, for the files that kimm exports too, the ratio of kimm's latency to ours.
 
 kimm (`pip install --no-deps kimm`; its rows are skipped when it is not installed, or for a
 model it does not have) exports with `kimm.export.export_tflite`: `"float32"`, and `"int8"`,
@@ -193,11 +193,12 @@ def main(argv=None):
                 sizes[runtime], ops[runtime] = os.path.getsize(path), builtin_ops_only(path)
 
             times = {runtime: [] for runtime in runners}
-            for run in runners.values():
-                for _ in range(3):
-                    run(image)  # warm-up
             for _ in range(args.rounds):
                 for runtime, run in runners.items():
+                    # Untimed first: the previous runtime's threads still spin after its
+                    # last run and would take this one's cores.
+                    for _ in range(3):
+                        run(image)
                     for _ in range(args.repeats):
                         start = time.perf_counter()
                         run(image)
