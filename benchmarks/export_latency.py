@@ -78,6 +78,24 @@ def litert_runner(path, threads):
     return run
 
 
+def interleaved_medians(runners, image, rounds, repeats):
+    """`{name: median latency in ms}` of `{name: run}`, blocks of runs interleaved over rounds.
+
+    Each block starts with three untimed runs: the previous runner's threads still spin
+    after its last run and would take this one's cores.
+    """
+    times = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            for _ in range(3):
+                run(image)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run(image)
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) * 1000 for name, seconds in times.items()}
+
+
 def builtin_ops_only(path):
     from keras_mobilevit import export
 
@@ -192,18 +210,7 @@ def main(argv=None):
                 runners[runtime] = litert_runner(path, args.threads)
                 sizes[runtime], ops[runtime] = os.path.getsize(path), builtin_ops_only(path)
 
-            times = {runtime: [] for runtime in runners}
-            for _ in range(args.rounds):
-                for runtime, run in runners.items():
-                    # Untimed first: the previous runtime's threads still spin after its
-                    # last run and would take this one's cores.
-                    for _ in range(3):
-                        run(image)
-                    for _ in range(args.repeats):
-                        start = time.perf_counter()
-                        run(image)
-                        times[runtime].append(time.perf_counter() - start)
-            ms = {runtime: statistics.median(times[runtime]) * 1000 for runtime in runners}
+            ms = interleaved_medians(runners, image, args.rounds, args.repeats)
             for runtime in [r for r in args.runtimes if r in runners or r in skipped]:
                 name = runtime_name(runtime)
                 if runtime in skipped:

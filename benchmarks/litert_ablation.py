@@ -22,16 +22,14 @@ take the next file's cores), blocks interleaved over `--rounds` rounds, medians.
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from export_latency import litert_runner  # noqa: E402
+from export_latency import interleaved_medians, litert_runner  # noqa: E402
 
 PARTS = ("silu", "layer_norm", "attention", "transposes")
 
@@ -133,16 +131,7 @@ def main(argv=None):
             part: litert_runner(export_file(args.model, args.size, part, directory), args.threads)
             for part in [None, *args.parts]
         }
-        times = {part: [] for part in runners}
-        for _ in range(args.rounds):
-            for part, run in runners.items():
-                for _ in range(3):
-                    run(image)
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    run(image)
-                    times[part].append(time.perf_counter() - start)
-    ms = {part: statistics.median(times[part]) * 1000 for part in runners}
+        ms = interleaved_medians(runners, image, args.rounds, args.repeats)
     print("\n| stand-in for | latency (ms) | the part costs (ms) | share of the true file |")
     print("|---|---|---|---|")
     print(f"| nothing (the true file) | {ms[None]:.2f} | | |")
